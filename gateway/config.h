@@ -1,0 +1,192 @@
+// Config is the daemon's whole configuration, as read from the one YAML file of CONTRACT.md.
+// load_config() validates everything it can without touching devices or the network: unknown
+// keys, bad values, missing required keys. Each problem becomes a ConfigError naming the file,
+// line, key path and offending value; the daemon exits 78 (EX_CONFIG) when there is any.
+// Relative paths in the file are resolved against the file's folder before they get here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "campus/gateway/v1/gateway.pb.h"
+#include "protocols/register_map.h"
+
+namespace gw::config {
+
+using Duration = std::chrono::milliseconds;
+using EventClass = campus::gateway::v1::EventClass;
+using DeviceKind = campus::gateway::v1::DeviceKind;
+
+struct GatewaySection {
+  std::string id;        // [a-z0-9][a-z0-9-]{0,63}
+  std::string site;      // topic level: no '/', '+', '#'
+  std::string building;  // topic level: no '/', '+', '#'
+  std::string data_dir;  // absolute after loading
+};
+
+struct TlsSection {
+  std::string ca_file;
+  std::string cert_file;  // cert_file and key_file together, or neither
+  std::string key_file;
+  bool verify_hostname = true;
+};
+
+struct MqttSection {
+  std::string uri;                 // tcp://host:port or ssl://host:port
+  std::string client_id;           // defaults to gateway.id
+  std::string username;            // optional
+  std::string password_file;       // optional, absolute after loading
+  std::optional<TlsSection> tls;   // required for ssl:// URIs
+  std::string topic_prefix = "campus";
+  Duration keepalive = std::chrono::seconds(30);
+  int max_inflight = 64;           // publishes awaiting PUBACK at once, 1..65535
+  // Beyond the contract (ours to design):
+  int batch_max_events = 100;      // events per EventBatch publish, 1..10000
+  Duration backoff_initial = std::chrono::milliseconds(500);  // reconnect backoff bounds
+  Duration backoff_max = std::chrono::seconds(30);
+};
+
+enum class WhenFull { kRejectNew, kDropOldest };
+
+struct ClassPolicy {
+  Duration max_age{};
+  WhenFull when_full = WhenFull::kDropOldest;
+};
+
+struct BufferSection {
+  uint64_t max_bytes = 512ull << 20;
+  // Always holds all four classes after loading (defaults for those the file omits):
+  // access and alarm 180d reject_new; telemetry and status 30d drop_oldest.
+  std::map<EventClass, ClassPolicy> classes;
+};
+
+struct ControlSection {
+  std::string socket = "/run/gatewayd/gatewayd.sock";
+};
+
+struct MetricsSection {
+  std::optional<std::string> listen;  // host:port; absent = disabled
+};
+
+struct PrivacySection {
+  enum class CardId { kRaw, kHmac };
+  CardId card_id = CardId::kRaw;
+  std::string key_file;  // required for kHmac, absolute after loading
+};
+
+struct BusSection {
+  std::string id;
+  std::string port;   // e.g. /dev/ttyS1
+  int baud = 9600;
+  char parity = 'N';  // 'N', 'E', 'O'
+  int data_bits = 8;  // 5..8
+  int stop_bits = 1;  // 1..2
+  int line = 0;       // where the entry starts in the file, for later errors
+};
+
+struct ReportPolicy {
+  bool on_change = false;              // false: every good poll is reported
+  double deadband = 0.0;               // on_change: report when |new - last| > deadband
+  std::optional<Duration> max_interval;  // report at least this often, changed or not
+};
+
+struct PointSection {
+  protocols::PointSpec spec;  // Modbus drivers: name, table, address, type, word order, scale...
+  ReportPolicy report;
+  std::string di;                 // dlt645: data identifier DI3..DI0, 8 hex digits
+  std::optional<int> decimals;    // dlt645: overrides the standard's format
+};
+
+struct FramingSection {
+  enum class Type { kLine, kStxEtx, kFixed };
+  Type type = Type::kLine;
+  std::string delimiter = "\r\n";  // kLine; YAML escapes already applied
+  int max_length = 256;            // bytes per frame, 1..65536
+  int length = 0;                  // kFixed: bytes per frame
+};
+
+struct DeviceSection {
+  std::string id;
+  DeviceKind kind = campus::gateway::v1::DEVICE_KIND_UNSPECIFIED;
+  std::string driver;            // modbus_tcp | modbus_rtu | dlt645 | serial_line | tcp_line | camera_http
+  std::string host;              // from address: "host:port"
+  uint16_t port = 0;
+  std::string bus;               // id of a BusSection
+  std::string serial_port;       // serial_line without a bus: `port:`
+  int unit_id = 1;               // 0..247 (255 allowed for Modbus TCP gateways)
+  Duration poll = std::chrono::seconds(5);
+  Duration timeout = std::chrono::seconds(1);  // per request
+  int offline_after = 3;         // consecutive failed polls before the device is offline
+  int max_registers = protocols::kMaxRegistersPerRead;  // 1..125
+  int max_gap = 0;                                       // 0..124
+  std::vector<PointSection> points;
+  std::string profile;           // absolute path of the shared register map it came from, if any
+  std::string meter_address;     // dlt645: 12 BCD digits
+  std::string door;              // card readers and gates
+  std::string direction = "unknown";  // in | out | unknown
+  std::optional<FramingSection> framing;
+  std::string card_format = "decimal";  // decimal | hex | wiegand26 | wiegand34
+  int line = 0;                  // where the entry starts in the file, for later errors
+};
+
+// One rule of `alarms:`; which fields are set depends on the rule's kind.
+struct AlarmSection {
+  std::string name;
+  std::vector<std::string> devices;       // or:
+  std::optional<DeviceKind> kind;
+  std::string point;
+  std::optional<double> high, low;
+  double hysteresis = 0.0;
+  Duration hold_for{};                    // `for:`
+  std::string severity = "major";         // info | minor | major | critical
+  std::optional<Duration> stale;
+  std::optional<double> rate_max_delta;
+  std::optional<Duration> rate_window;
+  std::optional<Duration> held_open;
+  bool forced = false;
+  std::optional<int> denied_count;
+  std::optional<Duration> denied_window;
+  std::string active_type;                // active_for.type
+  std::optional<Duration> active_duration;
+  int line = 0;
+};
+
+struct Config {
+  std::string source_path;  // absolute path of the file it was loaded from
+  GatewaySection gateway;
+  MqttSection mqtt;
+  BufferSection buffer;
+  ControlSection control;
+  MetricsSection metrics;
+  PrivacySection privacy;
+  std::vector<BusSection> buses;
+  std::vector<DeviceSection> devices;
+  std::vector<AlarmSection> alarms;
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;           // 1-based; 0 when the problem is the file itself
+  std::string key_path;   // e.g. "devices[2].points[0].type"
+  std::string value;      // the offending value as written, may be empty
+  std::string message;    // what is wrong and what is allowed
+  // "FILE:LINE: KEY_PATH: MESSAGE (got 'VALUE')"
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::optional<Config> config;     // set only when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, in file order
+};
+
+LoadResult load_config(const std::string& path);
+
+// Parsers shared with the CLI: "500ms", "5s", "2m", "1h", "7d"; "64KiB", "512MiB", "1GiB", "100".
+std::optional<Duration> parse_duration(const std::string& text);
+std::optional<uint64_t> parse_size(const std::string& text);
+
+}  // namespace gw::config

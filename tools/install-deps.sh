@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package the build, the demo and the tests need. Idempotent: packages
+# already present are skipped, and apt is only touched when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config ninja-build
+  libboost-dev libboost-system-dev
+  libmodbus-dev
+  libpaho-mqttpp-dev libpaho-mqtt-dev
+  libsqlite3-dev sqlite3
+  libprotobuf-dev protobuf-compiler
+  libyaml-cpp-dev
+  catch2
+  libssl-dev
+  mosquitto mosquitto-clients
+  socat procps python3
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The packaged mosquitto service would hold port 1883; tests and the demo run their own brokers.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  systemctl stop mosquitto || true
+fi
+exit 0
