@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "campus/gateway/v1/gateway.pb.h"
+#include "protocols/modbus_read_plan.h"
 #include "protocols/register_map.h"
 
 namespace gw::config {
@@ -117,9 +118,12 @@ struct DeviceSection {
   uint16_t port = 0;
   std::string bus;               // id of a BusSection
   std::string serial_port;       // serial_line without a bus: `port:`
+  // serial_line with its own `port:`: that port's baud/parity/data_bits/stop_bits, shaped like a
+  // bus of its own (id = device id, port = serial_port). Empty for every other device.
+  std::optional<BusSection> line_settings;
   int unit_id = 1;               // 0..247 (255 allowed for Modbus TCP gateways)
   Duration poll = std::chrono::seconds(5);
-  Duration timeout = std::chrono::seconds(1);  // per request
+  Duration timeout = std::chrono::seconds(1);  // per request, < poll; omitted: 1s or poll/2
   int offline_after = 3;         // consecutive failed polls before the device is offline
   int max_registers = protocols::kMaxRegistersPerRead;  // 1..125
   int max_gap = 0;                                       // 0..124

@@ -1,0 +1,60 @@
+// DevicePoller owns the timing of one device: it asks the driver to read every `poll` period
+// (fixed rate, never two reads outstanding), turns the answers into events for the router —
+// telemetry through the device's report filter, and a status event whenever the device goes
+// online or, after `offline_after` failed polls in a row, offline with the reason.
+// Core thread only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "drivers/asio.h"
+#include "drivers/driver.h"
+#include "gateway/config.h"
+#include "gateway/report_filter.h"
+#include "gateway/router.h"
+
+namespace gw {
+
+class DevicePoller {
+ public:
+  enum class State { kUnknown, kOnline, kOffline };
+
+  DevicePoller(asio::any_io_executor core, const config::DeviceSection& device,
+               std::shared_ptr<drivers::Driver> driver, Router& router);
+
+  // Starts polling after `first_delay` (a splay, so devices do not all fire at once).
+  void start(std::chrono::milliseconds first_delay);
+  void stop();
+
+  const std::string& id() const { return device_.id; }
+  State state() const { return state_; }
+  uint64_t polls() const { return polls_; }
+  uint64_t failures() const { return failures_; }
+  uint64_t overruns() const { return overruns_; }
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  void arm();
+  void on_tick();
+  void on_result(drivers::PollResult result);
+  void emit_status(bool online, const std::string& error, int64_t at_us);
+
+  const config::DeviceSection& device_;
+  std::shared_ptr<drivers::Driver> driver_;
+  Router& router_;
+  ReportFilter filter_;
+  asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point next_due_{};
+  bool outstanding_ = false;
+  bool stopped_ = false;
+  State state_ = State::kUnknown;
+  int consecutive_failures_ = 0;
+  uint64_t polls_ = 0;
+  uint64_t failures_ = 0;
+  uint64_t overruns_ = 0;
+  std::string last_error_;
+};
+
+}  // namespace gw

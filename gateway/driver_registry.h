@@ -1,0 +1,30 @@
+// The driver registry: the one place that maps a device's `driver:` name to the code that runs
+// it. Listed explicitly (static self-registration in static libraries is dropped by the linker).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "drivers/asio.h"
+#include "drivers/driver.h"
+#include "gateway/config.h"
+
+namespace gw {
+
+struct DriverContext {
+  asio::any_io_executor core;     // where results are delivered
+  asio::any_io_executor io_pool;  // where blocking device I/O runs
+};
+
+// Names of the drivers this build can run.
+std::vector<std::string> available_drivers();
+
+// Builds the driver for a device. Fails (kInvalidArgument) for a driver this build lacks.
+Result<std::shared_ptr<drivers::Driver>> make_driver(const config::DeviceSection& device,
+                                                      const DriverContext& context);
+
+// One ConfigError per device whose driver this build cannot run (for exit 78 at start-up).
+std::vector<config::ConfigError> check_drivers(const config::Config& config);
+
+}  // namespace gw

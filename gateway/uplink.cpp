@@ -1,0 +1,359 @@
+#include "gateway/uplink.h"
+
+#include <mqtt/async_client.h>
+
+#include <algorithm>
+
+#include "gateway/log.h"
+#include "protocols/event_batch_encoder.h"
+
+namespace gw {
+
+namespace v1 = campus::gateway::v1;
+
+namespace {
+
+int64_t wall_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Paho keeps the C library's failure text (e.g. the TLS or socket error) inside the token and
+// only hands it out by throwing. The token is complete and unlocked when a listener runs, so
+// try_wait() returns at once.
+std::string describe_failure(const mqtt::token& tok) {
+  try {
+    const_cast<mqtt::token&>(tok).try_wait();
+  } catch (const mqtt::exception& e) {
+    return e.what();
+  }
+  return mqtt::exception::error_str(tok.get_return_code());
+}
+
+constexpr v1::EventClass kDrainOrder[] = {v1::ALARM, v1::ACCESS, v1::STATUS, v1::TELEMETRY};
+
+}  // namespace
+
+// Everything Paho calls, on Paho's threads. Each method only posts to the core: never block here.
+class Uplink::PahoAdapter : public mqtt::callback {
+ public:
+  PahoAdapter(asio::any_io_executor core, Uplink* uplink)
+      : core_(std::move(core)), uplink_(uplink), connect_(*this), publish_(*this) {}
+
+  void connection_lost(const std::string& cause) override {
+    post([u = uplink_, cause] { u->on_connection_lost(cause.empty() ? "connection lost" : cause); });
+  }
+
+  mqtt::iaction_listener& connect_listener() { return connect_; }
+  mqtt::iaction_listener& publish_listener() { return publish_; }
+
+ private:
+  template <typename F>
+  void post(F&& f) {
+    asio::post(core_, std::forward<F>(f));
+  }
+
+  struct ConnectListener : mqtt::iaction_listener {
+    explicit ConnectListener(PahoAdapter& a) : a_(a) {}
+    void on_success(const mqtt::token& tok) override {
+      bool session_present = false;
+      try {
+        session_present = tok.get_connect_response().is_session_present();
+      } catch (const std::exception&) {
+        // No CONNACK details on this token; clean sessions are assumed.
+      }
+      a_.post([u = a_.uplink_, session_present] { u->on_connected(session_present); });
+    }
+    void on_failure(const mqtt::token& tok) override {
+      a_.post([u = a_.uplink_, why = describe_failure(tok)] { u->on_connect_failed(why); });
+    }
+    PahoAdapter& a_;
+  };
+
+  struct PublishListener : mqtt::iaction_listener {
+    explicit PublishListener(PahoAdapter& a) : a_(a) {}
+    void on_success(const mqtt::token& tok) override { done(tok, true, {}); }
+    void on_failure(const mqtt::token& tok) override { done(tok, false, describe_failure(tok)); }
+    void done(const mqtt::token& tok, bool ok, std::string why) {
+      const auto id = reinterpret_cast<uintptr_t>(tok.get_user_context());
+      a_.post([u = a_.uplink_, id, ok, why = std::move(why)] { u->on_publish_done(id, ok, why); });
+    }
+    PahoAdapter& a_;
+  };
+
+  asio::any_io_executor core_;
+  Uplink* uplink_;
+  ConnectListener connect_;
+  PublishListener publish_;
+};
+
+Uplink::Uplink(asio::any_io_executor core, storage::EventBuffer& buffer, UplinkSettings settings,
+               HealthSource health)
+    : core_(core),
+      buffer_(buffer),
+      settings_(std::move(settings)),
+      health_(std::move(health)),
+      reconnect_timer_(core),
+      health_timer_(core),
+      adapter_(std::make_unique<PahoAdapter>(core, this)),
+      rng_(std::random_device{}()) {
+  mqtt::create_options create(MQTTVERSION_3_1_1);
+  // Our window bounds what we hand Paho; its own buffer only needs room for that plus state.
+  create.set_max_buffered_messages(settings_.max_inflight + 8);
+  client_ = std::make_unique<mqtt::async_client>(settings_.uri, settings_.client_id, create,
+                                                 nullptr);
+  client_->set_callback(*adapter_);
+
+  v1::GatewayState offline;
+  offline.set_online(false);
+  offline.set_boot_id(settings_.boot_id);
+  offline.set_version(settings_.version);
+  offline.set_started_at_us(settings_.started_at_us);
+
+  connect_options_ = std::make_unique<mqtt::connect_options>();
+  connect_options_->set_mqtt_version(MQTTVERSION_3_1_1);  // no silent fallback to 3.1
+  connect_options_->set_clean_session(true);
+  connect_options_->set_keep_alive_interval(static_cast<int>(settings_.keepalive.count()));
+  connect_options_->set_connect_timeout(10);
+  connect_options_->set_automatic_reconnect(false);  // ours has jitter and republishes
+  connect_options_->set_max_inflight(settings_.max_inflight + 4);
+  connect_options_->set_will(mqtt::will_options(protocols::state_topic(settings_.topics),
+                                                offline.SerializeAsString(), 1, true));
+  if (!settings_.username.empty()) connect_options_->set_user_name(settings_.username);
+  if (!settings_.password.empty()) connect_options_->set_password(settings_.password);
+  if (settings_.tls) {
+    mqtt::ssl_options ssl;
+    ssl.set_trust_store(settings_.tls->ca_file);
+    if (!settings_.tls->cert_file.empty()) ssl.set_key_store(settings_.tls->cert_file);
+    if (!settings_.tls->key_file.empty()) ssl.set_private_key(settings_.tls->key_file);
+    ssl.set_enable_server_cert_auth(true);
+    ssl.set_verify(settings_.tls->verify_hostname);  // Paho leaves hostname checks off otherwise
+    ssl.set_ssl_version(MQTT_SSL_VERSION_TLS_1_2);
+    connect_options_->set_ssl(std::move(ssl));
+  }
+}
+
+Uplink::~Uplink() {
+  // Paho's threads must be gone before the adapter they call into.
+  client_.reset();
+}
+
+void Uplink::start() { connect(); }
+
+void Uplink::connect() {
+  if (stopping_ || connecting_ || stats_.connected) return;
+  connecting_ = true;
+  try {
+    client_->connect(*connect_options_, nullptr, adapter_->connect_listener());
+  } catch (const mqtt::exception& e) {
+    connecting_ = false;
+    schedule_reconnect(e.what());
+  }
+}
+
+void Uplink::schedule_reconnect(const std::string& why) {
+  if (stopping_) return;
+  // Full jitter: uniform in [0, min(max, initial * 2^attempt)], so that a campus full of
+  // gateways losing the same broker does not come back in lockstep.
+  const auto ceiling = std::min<int64_t>(settings_.backoff_max.count(),
+                                         settings_.backoff_initial.count() << std::min(attempt_, 20));
+  std::uniform_int_distribution<int64_t> pick(0, std::max<int64_t>(ceiling, 1));
+  const auto delay = std::chrono::milliseconds(pick(rng_));
+  ++attempt_;
+  stats_.last_error = why;
+  log::warn("mqtt", "not connected to ", settings_.uri, ": ", why, "; retrying in ",
+            delay.count(), "ms (attempt ", attempt_, ")");
+  reconnect_timer_.expires_after(delay);
+  reconnect_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) connect();
+  });
+}
+
+void Uplink::on_connected(bool session_present) {
+  connecting_ = false;
+  if (stopping_) return;
+  const bool first = stats_.connected_since_us == 0;
+  stats_.connected = true;
+  stats_.connected_since_us = wall_now_us();
+  if (!first) ++stats_.reconnects;
+  connected_at_ = std::chrono::steady_clock::now();
+  log::notice("mqtt", "connected to ", settings_.uri, " client_id=", settings_.client_id,
+              " session_present=", session_present ? "yes" : "no",
+              " pending=", buffer_.pending_total());
+  publish_state(true);
+  schedule_health();
+  drain();
+}
+
+void Uplink::on_connect_failed(const std::string& why) {
+  connecting_ = false;
+  schedule_reconnect("connect failed: " + why);
+}
+
+void Uplink::on_connection_lost(const std::string& why) {
+  if (!stats_.connected) return;
+  if (std::chrono::steady_clock::now() - connected_at_ >= settings_.stable_after) attempt_ = 0;
+  reset_link();
+  schedule_reconnect("connection lost: " + why);
+}
+
+void Uplink::reset_link() {
+  stats_.connected = false;
+  health_timer_.cancel();
+  // Whatever awaited a PUBACK goes out again on the next connection; callbacks that still
+  // arrive for the old publishes find nothing here and are ignored.
+  for (const auto& [id, f] : inflight_) stats_.republished_events += f.seqs.size();
+  inflight_.clear();
+  stats_.inflight = 0;
+  buffer_.release_all();
+}
+
+void Uplink::on_committed() {
+  if (stats_.connected) drain();
+}
+
+void Uplink::drain() {
+  while (stats_.connected && !stopping_ &&
+         inflight_.size() < static_cast<std::size_t>(settings_.max_inflight)) {
+    bool sent = false;
+    for (v1::EventClass cls : kDrainOrder) {
+      if (publish_batch(cls)) {
+        sent = true;
+        break;  // start again from the most urgent class
+      }
+      if (!stats_.connected) return;
+    }
+    if (!sent) return;
+  }
+}
+
+bool Uplink::publish_batch(v1::EventClass cls) {
+  Result<std::vector<storage::BufferedEvent>> leased =
+      buffer_.lease(cls, static_cast<std::size_t>(settings_.batch_max_events),
+                    settings_.batch_max_bytes);
+  if (!leased) {
+    log::error("buffer", "reading the buffer failed: ", leased.status().message());
+    return false;
+  }
+  if (leased->empty()) return false;
+
+  protocols::EventBatchEncoder batch(settings_.topics.gateway_id);
+  InFlight flight;
+  for (const storage::BufferedEvent& e : *leased) {
+    batch.add(e.payload, e.gateway_time_us < stats_.connected_since_us);
+    flight.seqs.push_back(e.seq);
+  }
+  const uint64_t id = next_publish_id_++;
+  const std::size_t n = flight.seqs.size();
+  inflight_.emplace(id, std::move(flight));
+  stats_.inflight = inflight_.size();
+  try {
+    auto msg = mqtt::make_message(protocols::events_topic(settings_.topics, cls), batch.take(), 1,
+                                  false);
+    client_->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
+                     adapter_->publish_listener());
+  } catch (const mqtt::exception& e) {
+    // Paho refused the publish: the link is not usable. Start over on a fresh connection.
+    log::warn("mqtt", "publish refused by the client library: ", e.what());
+    reset_link();
+    try {
+      client_->disconnect(0);
+    } catch (const mqtt::exception&) {
+      // Already disconnected.
+    }
+    schedule_reconnect(std::string("publish refused: ") + e.what());
+    return false;
+  }
+  stats_.published_messages += 1;
+  stats_.published_events += n;
+  return true;
+}
+
+void Uplink::on_publish_done(uint64_t id, bool ok, const std::string& why) {
+  auto it = inflight_.find(id);
+  if (it == inflight_.end()) return;  // from a connection that is gone; rows were released
+  if (!ok) {
+    // A QoS 1 publish that failed without the connection dropping: treat the link as broken
+    // rather than skip rows, so order and at-least-once both hold.
+    log::warn("mqtt", "publish failed: ", why);
+    reset_link();
+    try {
+      client_->disconnect(0);
+    } catch (const mqtt::exception&) {
+      // Already disconnected.
+    }
+    schedule_reconnect("publish failed: " + why);
+    return;
+  }
+  Status s = buffer_.ack(it->second.seqs);
+  if (!s) {
+    // The rows stay and go out again later: a duplicate, never a loss.
+    log::error("buffer", "ack after PUBACK failed, rows will be resent: ", s.message());
+  } else {
+    stats_.acked_events += it->second.seqs.size();
+  }
+  inflight_.erase(it);
+  stats_.inflight = inflight_.size();
+  drain();
+}
+
+void Uplink::publish_state(bool online) {
+  v1::GatewayState state;
+  state.set_online(online);
+  state.set_boot_id(settings_.boot_id);
+  state.set_version(settings_.version);
+  state.set_started_at_us(settings_.started_at_us);
+  try {
+    client_->publish(protocols::state_topic(settings_.topics), state.SerializeAsString(), 1, true);
+  } catch (const mqtt::exception& e) {
+    log::warn("mqtt", "state publish failed: ", e.what());
+  }
+}
+
+void Uplink::schedule_health() {
+  health_timer_.expires_after(settings_.health_interval);
+  health_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !stats_.connected) return;
+    publish_health();
+    schedule_health();
+  });
+}
+
+void Uplink::publish_health() {
+  if (!health_) return;
+  try {
+    client_->publish(protocols::health_topic(settings_.topics),
+                     health_().SerializeAsString(), 0, false);
+  } catch (const mqtt::exception& e) {
+    log::warn("mqtt", "health publish failed: ", e.what());
+  }
+}
+
+void Uplink::stop(std::chrono::milliseconds grace) {
+  stopping_ = true;
+  reconnect_timer_.cancel();
+  health_timer_.cancel();
+  if (!stats_.connected) return;
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  try {
+    v1::GatewayState state;
+    state.set_online(false);
+    state.set_boot_id(settings_.boot_id);
+    state.set_version(settings_.version);
+    state.set_started_at_us(settings_.started_at_us);
+    auto tok = client_->publish(protocols::state_topic(settings_.topics),
+                                state.SerializeAsString(), 1, true);
+    tok->wait_for(grace / 2);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    client_->disconnect(static_cast<int>(std::max<int64_t>(left.count(), 0)))
+        ->wait_for(std::max(left, std::chrono::milliseconds(1)));
+  } catch (const mqtt::exception& e) {
+    log::warn("mqtt", "clean disconnect failed: ", e.what());
+  }
+  stats_.connected = false;
+  log::notice("mqtt", "disconnected; unacked events stay buffered: ", buffer_.pending_total());
+}
+
+}  // namespace gw

@@ -1,0 +1,132 @@
+// Uplink drains the event buffer to the broker over one MQTT connection (Paho's async client),
+// and owns everything MQTT: connect and reconnect, the Last Will, the retained state, health.
+//
+// Delivery: every event publish is QoS 1 and carries one EventBatch of one class. At most
+// max_inflight publishes await their PUBACK at once — the next batch goes out only as PUBACKs
+// come back, which is also what keeps Paho fast. Rows are acked in the buffer on PUBACK, never
+// before. When the connection is lost, every unacked row is released and published again after
+// the next connect, so duplicates are bounded by the publishes in flight (max_inflight batches).
+// Classes drain by priority: alarm, access, status, then telemetry. An event observed before the
+// current connection came up goes out with historical = true.
+//
+// Threading: Paho calls back on its own threads; each callback only posts to the core executor.
+// All state lives on the core thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "campus/gateway/v1/gateway.pb.h"
+#include "drivers/asio.h"
+#include "protocols/topics.h"
+#include "storage/event_buffer.h"
+
+namespace mqtt {
+class async_client;
+class connect_options;
+}  // namespace mqtt
+
+namespace gw {
+
+struct UplinkSettings {
+  std::string uri;
+  std::string client_id;
+  std::string username;
+  std::string password;  // read from password_file; never logged
+  struct Tls {
+    std::string ca_file, cert_file, key_file;
+    bool verify_hostname = true;
+  };
+  std::optional<Tls> tls;
+  protocols::TopicRoot topics;
+  std::chrono::seconds keepalive{30};
+  int max_inflight = 64;
+  int batch_max_events = 100;
+  std::size_t batch_max_bytes = 256 * 1024;
+  std::chrono::milliseconds backoff_initial{500};
+  std::chrono::milliseconds backoff_max{30000};
+  std::chrono::seconds stable_after{30};   // a link up this long resets the backoff
+  std::chrono::seconds health_interval{30};
+  // GatewayState fields.
+  std::string version;
+  std::string boot_id;
+  int64_t started_at_us = 0;
+};
+
+struct UplinkStats {
+  bool connected = false;
+  int64_t connected_since_us = 0;
+  uint64_t reconnects = 0;          // successful connects after the first
+  uint64_t published_messages = 0;
+  uint64_t published_events = 0;
+  uint64_t acked_events = 0;
+  uint64_t republished_events = 0;  // released after a lost connection, to be sent again
+  std::size_t inflight = 0;
+  std::string last_error;
+};
+
+class Uplink {
+ public:
+  using HealthSource = std::function<campus::gateway::v1::GatewayHealth()>;
+
+  Uplink(asio::any_io_executor core, storage::EventBuffer& buffer, UplinkSettings settings,
+         HealthSource health);
+  ~Uplink();
+  Uplink(const Uplink&) = delete;
+  Uplink& operator=(const Uplink&) = delete;
+
+  // Starts connecting; returns at once.
+  void start();
+  // The buffer has new committed events.
+  void on_committed();
+  // Publishes the retained offline state and disconnects. Blocks the calling (core) thread for
+  // at most `grace`: only used at shutdown, when nothing else runs.
+  void stop(std::chrono::milliseconds grace);
+
+  const UplinkStats& stats() const { return stats_; }
+
+ private:
+  class PahoAdapter;  // Paho's callback and listener interfaces, posting to the core
+  struct InFlight {
+    std::vector<uint64_t> seqs;
+  };
+
+  void connect();
+  void schedule_reconnect(const std::string& why);
+  void on_connected(bool session_present);
+  void on_connect_failed(const std::string& why);
+  void on_connection_lost(const std::string& why);
+  void on_publish_done(uint64_t id, bool ok, const std::string& why);
+  void drain();
+  bool publish_batch(campus::gateway::v1::EventClass cls);
+  void publish_state(bool online);
+  void publish_health();
+  void schedule_health();
+  void reset_link();
+
+  asio::any_io_executor core_;
+  storage::EventBuffer& buffer_;
+  UplinkSettings settings_;
+  HealthSource health_;
+  asio::steady_timer reconnect_timer_;
+  asio::steady_timer health_timer_;
+  std::unique_ptr<PahoAdapter> adapter_;
+  std::unique_ptr<mqtt::connect_options> connect_options_;
+  std::unique_ptr<mqtt::async_client> client_;
+  std::mt19937_64 rng_;
+  bool connecting_ = false;
+  bool stopping_ = false;
+  int attempt_ = 0;
+  std::chrono::steady_clock::time_point connected_at_{};
+  uint64_t next_publish_id_ = 1;
+  std::map<uint64_t, InFlight> inflight_;
+  UplinkStats stats_;
+};
+
+}  // namespace gw
