@@ -154,6 +154,7 @@ void Uplink::connect() {
 
 void Uplink::schedule_reconnect(const std::string& why) {
   if (stopping_) return;
+  outage_ = true;
   // Full jitter: uniform in [0, min(max, initial * 2^attempt)], so that a campus full of
   // gateways losing the same broker does not come back in lockstep.
   const auto ceiling = std::min<int64_t>(settings_.backoff_max.count(),
@@ -172,12 +173,15 @@ void Uplink::schedule_reconnect(const std::string& why) {
 
 void Uplink::on_connected(bool session_present) {
   connecting_ = false;
-  if (stopping_) return;
+  // Paho C++ 1.2.0 may report one connect twice; only the first report counts.
+  if (stopping_ || stats_.connected) return;
   const bool first = stats_.connected_since_us == 0;
   stats_.connected = true;
   stats_.connected_since_us = wall_now_us();
   if (!first) ++stats_.reconnects;
   connected_at_ = std::chrono::steady_clock::now();
+  link_followed_outage_ = outage_;
+  outage_ = false;
   log::notice("mqtt", "connected to ", settings_.uri, " client_id=", settings_.client_id,
               " session_present=", session_present ? "yes" : "no",
               " pending=", buffer_.pending_total());
@@ -241,7 +245,9 @@ bool Uplink::publish_batch(v1::EventClass cls) {
   protocols::EventBatchEncoder batch(settings_.topics.gateway_id);
   InFlight flight;
   for (const storage::BufferedEvent& e : *leased) {
-    batch.add(e.payload, e.gateway_time_us < stats_.connected_since_us);
+    const bool waited = e.gateway_time_us < stats_.connected_since_us &&
+                        (link_followed_outage_ || e.gateway_time_us < settings_.started_at_us);
+    batch.add(e.payload, waited);
     flight.seqs.push_back(e.seq);
   }
   const uint64_t id = next_publish_id_++;

@@ -6,8 +6,9 @@
 // come back, which is also what keeps Paho fast. Rows are acked in the buffer on PUBACK, never
 // before. When the connection is lost, every unacked row is released and published again after
 // the next connect, so duplicates are bounded by the publishes in flight (max_inflight batches).
-// Classes drain by priority: alarm, access, status, then telemetry. An event observed before the
-// current connection came up goes out with historical = true.
+// Classes drain by priority: alarm, access, status, then telemetry. An event goes out with
+// historical = true when it waited out an outage: it was observed before the current connection
+// came up, and that connection followed a failed or lost one, or the event predates this process.
 //
 // Threading: Paho calls back on its own threads; each callback only posts to the core executor.
 // All state lives on the core thread.
@@ -121,6 +122,8 @@ class Uplink {
   std::unique_ptr<mqtt::async_client> client_;
   std::mt19937_64 rng_;
   bool connecting_ = false;
+  bool outage_ = false;              // a connect failed or the link dropped since the last connect
+  bool link_followed_outage_ = false;
   bool stopping_ = false;
   int attempt_ = 0;
   std::chrono::steady_clock::time_point connected_at_{};

@@ -7,8 +7,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${DEMO_SECONDS:-30}
 bash "$root/tools/install-deps.sh"
-echo "demo: building (first time takes a few minutes)..." >&2
-bash "$root/tools/build.sh"
+echo "demo: building (the first time takes a few minutes)..." >&2
+bash "$root/tools/build.sh" >/tmp/gw-demo-build.log 2>&1 || {
+  tail -50 /tmp/gw-demo-build.log; echo "demo: build failed (log: /tmp/gw-demo-build.log)" >&2; exit 1; }
 build=${BUILD_DIR:-$root/build}
 
 run=$(mktemp -d /tmp/gw-demo-XXXXXX)

@@ -68,7 +68,8 @@ options:
   --topic T               subscribe to T instead of the defaults (repeatable)
   --json                  one JSON line per event/state/health message on stdout
   --quiet                 no per-message output
-  --report FILE           write the JSON report to FILE every 500 ms and at exit (atomically)
+  --report FILE           write the JSON report to FILE (FILE.tmp + rename) every 500 ms once
+                          subscribed, so its existence means "ready", and at exit
   --duration-s S          exit after S seconds (default: run until SIGINT/SIGTERM)
   --expect-gateway ID     list ID in the report even without events, and warn about events
                           from any gateway not named (repeatable)
@@ -257,6 +258,12 @@ class Subscriber {
     return true;
   }
 
+  // True once the broker has confirmed our subscriptions (or kept them in a present session).
+  bool subscribed() const {
+    std::lock_guard lock(state_mu_);
+    return subscribed_;
+  }
+
   std::string last_error() const {
     std::lock_guard lock(state_mu_);
     return last_error_.empty() ? "no answer from the broker" : last_error_;
@@ -333,6 +340,8 @@ class Subscriber {
         for (std::size_t i = 0; i < codes.size() && i < topics.size(); ++i) {
           if (codes[i] >= 0x80) log_line("broker refused the subscription to " + topics[i]);
         }
+        std::lock_guard lock(s_.state_mu_);
+        s_.subscribed_ = true;
       } catch (const mqtt::exception&) {
         // A SUBACK without per-filter codes; nothing more to check.
       }
@@ -373,7 +382,11 @@ class Subscriber {
               : *session ? "session present"
                          : "no session on the broker") +
              (resubscribe ? "; subscribing)" : "; keeping the subscriptions)"));
-    if (!resubscribe) return;
+    if (!resubscribe) {
+      std::lock_guard lock(state_mu_);
+      subscribed_ = true;
+      return;
+    }
     try {
       auto topics = mqtt::string_collection::create(opts_.topics);
       mqtt::iasync_client::qos_collection qos(opts_.topics.size(), 1);
@@ -570,6 +583,7 @@ class Subscriber {
   std::condition_variable state_cv_;
   bool connected_ = false;
   bool ever_connected_ = false;
+  bool subscribed_ = false;
   std::optional<bool> session_present_;  // from the connect token, consumed by on_connected
   std::string last_error_;
 
@@ -675,7 +689,8 @@ int run(int argc, char** argv) {
     const Clock::time_point now = Clock::now();
     if (now >= end_at) break;
     if (wait_signal(std::min<Clock::duration>(kReportInterval, end_at - now))) break;
-    report_file.write(sub->report());
+    // The file appears only once the subscriptions stand, so a test can wait for it as "ready".
+    if (sub->subscribed()) report_file.write(sub->report());
   }
 
   sub->stop();

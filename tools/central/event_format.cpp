@@ -99,7 +99,7 @@ void append_body_text(std::string& out, const v1::Event& e, bool show_credential
   switch (e.body_case()) {
     case v1::Event::kMeter:
       for (const v1::MeterValue& v : e.meter().values()) {
-        out += " " + v.name() + "=" + format_double(v.value());
+        out += " " + v.name() + "=" + format_reading(v.value());
         if (!v.unit().empty()) out += " " + v.unit();
         if (v.quality() == v1::BAD) out += " (bad)";
       }
@@ -129,8 +129,8 @@ void append_body_text(std::string& out, const v1::Event& e, bool show_credential
       const v1::AlarmBody& a = e.alarm();
       out += " " + a.rule() + " " + lower(v1::Severity_Name(a.severity()));
       out += a.active() ? " raised" : " cleared";
-      if (!a.point().empty()) out += " " + a.point() + "=" + format_double(a.value());
-      out += " threshold=" + format_double(a.threshold());
+      if (!a.point().empty()) out += " " + a.point() + "=" + format_reading(a.value());
+      out += " threshold=" + format_reading(a.threshold());
       break;
     }
     case v1::Event::kGap: {

@@ -51,4 +51,12 @@ inline std::string format_double(double v) {
   return ec == std::errc() ? std::string(buf, end) : std::string("nan");
 }
 
+// For people: ten significant digits hide float32 and scale artefacts (49.98, not
+// 49.980000000000004); the JSON output keeps the exact value.
+inline std::string format_reading(double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 10);
+  return ec == std::errc() ? std::string(buf, end) : std::string("nan");
+}
+
 }  // namespace gw::central

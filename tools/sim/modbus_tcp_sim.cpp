@@ -9,8 +9,9 @@
 //   ticks rather than replay them.
 // - With --values-log, the line for (i, k) is written in the same loop iteration that stores the
 //   registers, so a reply can never show values the log does not (yet) contain.
-// - A client that sends garbage, stalls mid-frame, floods, or vanishes costs at most one
-//   260-byte buffer and 32 queued replies; it is disconnected, never waited for.
+// - No client can delay another: a client costs at most one 260-byte buffer and 32 queued
+//   replies. One that stalls mid-frame is simply left waiting; one that sends garbage, floods a
+//   --slow meter or stops reading its replies is disconnected.
 //
 // Register map. Holding registers (FC 3) and input registers (FC 4) hold the same 21 registers;
 // 16-19 are reserved (always 0). Register bytes are big-endian as Modbus requires; "big" word
@@ -194,8 +195,8 @@ std::vector<int> parse_index_list(std::string_view flag, std::string_view text) 
   size_t start = 0;
   while (true) {
     const size_t comma = text.find(',', start);
-    const std::string_view item =
-        text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    const std::string_view item = text.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     indices.push_back(parse_int(flag, item, 0, kMaxDevices - 1));
     if (comma == std::string_view::npos) break;
     start = comma + 1;
@@ -299,9 +300,9 @@ MeterValues compute_values(int index, int64_t tick) {
   const uint64_t energy_base = (i % 2 == 0) ? 100000 : 3000000000;
   v.energy_total_raw = static_cast<uint32_t>(energy_base + 10000 * i + 37 * k);
   v.voltage_l1 = 230.0f + 2.0f * std::sin(static_cast<float>(k) / 5.0f + static_cast<float>(i));
-  v.current_l1 = static_cast<float>(5.0 + 0.5 * static_cast<double>(i % 20) +
-                                    0.25 * static_cast<double>(k % 7) +
-                                    0.013 * static_cast<double>(k % 11));
+  v.current_l1 =
+      static_cast<float>(5.0 + 0.5 * static_cast<double>(i % 20) +
+                         0.25 * static_cast<double>(k % 7) + 0.013 * static_cast<double>(k % 11));
   const int64_t power = 150 + 7 * (i % 50) + 3 * (k % 13);
   v.active_power_raw = static_cast<int16_t>((k + i) % 4 == 3 ? -power : power);
   v.frequency_raw = static_cast<uint16_t>(4995 + (k + 3 * i) % 11);
@@ -358,13 +359,11 @@ std::string format_values_line(int64_t t_ms, int index, int port, int64_t tick,
       "{\"t_ms\":%" PRId64 ",\"device\":%d,\"port\":%d,\"tick\":%" PRId64
       ",\"values\":{\"energy_total\":%" PRIu32 ".%02" PRIu32
       ",\"voltage_l1\":%.17g,\"current_l1\":%.17g,\"active_power\":%d,\"frequency\":%u.%02u"
-      ",\"energy_export\":%" PRId64
-      ",\"runtime_hours\":%.17g,\"device_tag\":%u,\"relay\":%d}}\n",
+      ",\"energy_export\":%" PRId64 ",\"runtime_hours\":%.17g,\"device_tag\":%u,\"relay\":%d}}\n",
       t_ms, index, port, tick, v.energy_total_raw / 100, v.energy_total_raw % 100,
       static_cast<double>(v.voltage_l1), static_cast<double>(v.current_l1),
       static_cast<int>(v.active_power_raw) * 10, v.frequency_raw / 100u, v.frequency_raw % 100u,
-      v.energy_export_wh, v.runtime_hours, static_cast<unsigned>(v.device_tag),
-      v.relay ? 1 : 0);
+      v.energy_export_wh, v.runtime_hours, static_cast<unsigned>(v.device_tag), v.relay ? 1 : 0);
   if (n < 0 || static_cast<size_t>(n) >= sizeof line) std::abort();  // the format bounds it
   return std::string(line, static_cast<size_t>(n));
 }
@@ -407,8 +406,7 @@ int precheck_pdu(const uint8_t* pdu, size_t size) {
       if (size != 7) break;
       return 0;
     case MODBUS_FC_WRITE_AND_READ_REGISTERS:
-      if (size < 10 || size != 10u + pdu[9] ||
-          !quantity_ok(u16(3), MODBUS_MAX_WR_READ_REGISTERS) ||
+      if (size < 10 || size != 10u + pdu[9] || !quantity_ok(u16(3), MODBUS_MAX_WR_READ_REGISTERS) ||
           !quantity_ok(u16(7), MODBUS_MAX_WR_WRITE_REGISTERS) || pdu[9] != 2 * u16(7)) {
         break;
       }
@@ -682,8 +680,7 @@ bool Simulator::apply_tick(int64_t tick) {
     // One write() per line: a reader tailing the file never sees half a line from us.
     const std::string line = format_values_line(t_ms, device.index, device.port, tick, values);
     if (::write(log_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-      std::fprintf(stderr, "modbus_tcp_sim: --values-log write failed: %s\n",
-                   std::strerror(errno));
+      std::fprintf(stderr, "modbus_tcp_sim: --values-log write failed: %s\n", std::strerror(errno));
       return false;
     }
   }
@@ -852,11 +849,10 @@ bool Simulator::answer(const Device& device, int fd, const uint8_t* frame, size_
   std::memcpy(request.data(), frame, size);
   modbus_set_socket(device.ctx, fd);
   const int exception = precheck_pdu(request.data() + kMbapLength, size - kMbapLength);
-  const int rc = exception == 0
-                     ? modbus_reply(device.ctx, request.data(), static_cast<int>(size),
-                                    device.mapping)
-                     : modbus_reply_exception(device.ctx, request.data(),
-                                              static_cast<unsigned>(exception));
+  const int rc =
+      exception == 0
+          ? modbus_reply(device.ctx, request.data(), static_cast<int>(size), device.mapping)
+          : modbus_reply_exception(device.ctx, request.data(), static_cast<unsigned>(exception));
   modbus_set_socket(device.ctx, -1);
   // -1 means the reply did not fit in the socket's send buffer or the peer is gone; a client that
   // does not read its replies is not worth buffering for.
