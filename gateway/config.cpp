@@ -1214,7 +1214,7 @@ class Loader {
       const std::string path = indexed("buses", i);
       MapReader r(c_, items[i], path);
       if (!r.ok()) continue;
-      r.check_keys({"id", "port", "baud", "parity", "data_bits", "stop_bits"});
+      r.check_keys({"id", "port", "baud", "parity", "data_bits", "stop_bits", "turnaround"});
       BusSection b;
       b.line = r.line();
       if (const Node* v = r.require("id")) {
@@ -1234,8 +1234,21 @@ class Loader {
       }
       if (const Node* v = r.require("port", "the serial device, e.g. /dev/ttyS1")) {
         if (auto s = c_.text(*v, r.child("port"))) {
-          if ((*s)[0] != '/') {
-            c_.report(*v, r.child("port"), *s, "must be an absolute device path like /dev/ttyS1");
+          if (s->rfind("tcp://", 0) == 0) {
+            // A serial server (RS-485 to Ethernet) carrying the line's raw frames over TCP.
+            auto hp = parse_host_port(std::string_view(*s).substr(6), false);
+            if (hp.value) {
+              b.port = *s;
+              b.tcp_host = hp.value->host;
+              b.tcp_port = hp.value->port;
+              claim_port(*v, r.child("port"), *s, "bus " + in_quotes(b.id));
+            } else {
+              c_.report(*v, r.child("port"), *s, hp.why + " (e.g. tcp://10.0.3.50:4001)");
+            }
+          } else if ((*s)[0] != '/') {
+            c_.report(*v, r.child("port"), *s,
+                      "must be an absolute device path like /dev/ttyS1, or tcp://host:port for a "
+                      "serial server");
           } else {
             b.port = *s;
             claim_port(*v, r.child("port"), *s, "bus " + in_quotes(b.id));
@@ -1243,6 +1256,15 @@ class Loader {
         }
       }
       load_line_settings(r, b);
+      if (const Node* v = r.find("turnaround")) {
+        if (auto d = c_.duration(*v, r.child("turnaround"), /*allow_zero=*/true)) {
+          if (*d > std::chrono::seconds(1)) {
+            c_.report(*v, r.child("turnaround"), v->Scalar(), "at most 1s");
+          } else {
+            b.turnaround = *d;
+          }
+        }
+      }
       if (!b.id.empty()) bus_index_.emplace(b.id, buses.size());
       buses.push_back(std::move(b));
     }

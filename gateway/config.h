@@ -81,11 +81,16 @@ struct PrivacySection {
 
 struct BusSection {
   std::string id;
-  std::string port;   // e.g. /dev/ttyS1
+  std::string port;   // e.g. /dev/ttyS1, or tcp://host:port for a serial server's raw TCP port
+  std::string tcp_host;  // set when port is tcp://...
+  uint16_t tcp_port = 0;
   int baud = 9600;
   char parity = 'N';  // 'N', 'E', 'O'
   int data_bits = 8;  // 5..8
   int stop_bits = 1;  // 1..2
+  // Extra quiet time after a reply before the next request, on top of the 3.5-character silent
+  // interval: slow RS-485 transceivers need it to turn the line around. 0..1s.
+  Duration turnaround{0};
   int line = 0;       // where the entry starts in the file, for later errors
 };
 

@@ -52,6 +52,10 @@ void DevicePoller::on_tick() {
     ++overruns_;
     return;
   }
+  if (state_ == State::kOffline && now < next_probe_) {
+    ++skipped_offline_;
+    return;
+  }
   outstanding_ = true;
   driver_->poll([this](drivers::PollResult r) {
     outstanding_ = false;
@@ -67,16 +71,26 @@ void DevicePoller::on_result(drivers::PollResult result) {
     last_error_ = result.status.message();
     if (consecutive_failures_ >= device_.offline_after && state_ != State::kOffline) {
       state_ = State::kOffline;
+      probe_gap_ = device_.poll;
       log::warn("device", device_.id, " offline after ", consecutive_failures_,
                 " failed polls: ", last_error_);
       emit_status(false, last_error_, result.observed_at_us);
     }
+    if (state_ == State::kOffline) {
+      probe_gap_ = std::min(std::max(probe_gap_ * 2, device_.poll),
+                            std::max(kMaxProbeGap, device_.poll));
+      next_probe_ = std::chrono::steady_clock::now() + probe_gap_;
+    }
     return;
   }
   consecutive_failures_ = 0;
+  probe_gap_ = std::chrono::milliseconds(0);
   if (state_ != State::kOnline) {
     state_ = State::kOnline;
-    log::notice("device", device_.id, " online (", device_.host, ":", device_.port, ")");
+    log::notice("device", device_.id, " online (",
+                device_.bus.empty() ? device_.host + ":" + std::to_string(device_.port)
+                                    : "bus " + device_.bus,
+                ")");
     emit_status(true, {}, result.observed_at_us);
   }
   const auto selected = filter_.select(result.points, std::chrono::steady_clock::now());

@@ -2,7 +2,9 @@
 // (fixed rate, never two reads outstanding), turns the answers into events for the router —
 // telemetry through the device's report filter, and a status event whenever the device goes
 // online or, after `offline_after` failed polls in a row, offline with the reason.
-// Core thread only.
+// An offline device is probed with backoff (twice the previous gap, up to kMaxProbeGap) instead
+// of every period, so a dead meter does not take a busy line's time from the healthy ones; the
+// first good reply brings it back online and back to its period. Core thread only.
 #pragma once
 
 #include <chrono>
@@ -20,6 +22,7 @@ namespace gw {
 class DevicePoller {
  public:
   enum class State { kUnknown, kOnline, kOffline };
+  static constexpr std::chrono::milliseconds kMaxProbeGap{60000};
 
   DevicePoller(asio::any_io_executor core, const config::DeviceSection& device,
                std::shared_ptr<drivers::Driver> driver, Router& router);
@@ -33,6 +36,7 @@ class DevicePoller {
   uint64_t polls() const { return polls_; }
   uint64_t failures() const { return failures_; }
   uint64_t overruns() const { return overruns_; }
+  uint64_t skipped_while_offline() const { return skipped_offline_; }
   const std::string& last_error() const { return last_error_; }
 
  private:
@@ -54,6 +58,9 @@ class DevicePoller {
   uint64_t polls_ = 0;
   uint64_t failures_ = 0;
   uint64_t overruns_ = 0;
+  std::chrono::milliseconds probe_gap_{0};           // while offline: time between probes
+  std::chrono::steady_clock::time_point next_probe_{};
+  uint64_t skipped_offline_ = 0;
   std::string last_error_;
 };
 

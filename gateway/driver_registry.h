@@ -2,11 +2,13 @@
 // it. Listed explicitly (static self-registration in static libraries is dropped by the linker).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "drivers/asio.h"
+#include "drivers/bus/serial_bus.h"
 #include "drivers/driver.h"
 #include "gateway/config.h"
 
@@ -15,7 +17,12 @@ namespace gw {
 struct DriverContext {
   asio::any_io_executor core;     // where results are delivered
   asio::any_io_executor io_pool;  // where blocking device I/O runs
+  // The owner of a configured bus (buses: in the config), by id; null when there is none.
+  std::function<std::shared_ptr<drivers::SerialBus>(const std::string&)> bus;
 };
+
+// The bus owner for one `buses:` entry.
+drivers::BusSettings bus_settings(const config::BusSection& bus);
 
 // Names of the drivers this build can run.
 std::vector<std::string> available_drivers();

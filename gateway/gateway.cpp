@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -144,7 +145,17 @@ int run_gateway(const config::Config& config) {
   Uplink uplink(core.get_executor(), *buffer, std::move(settings), health);
   uplink_ptr = &uplink;
 
-  const DriverContext driver_context{core.get_executor(), io_pool.get_executor()};
+  // One owner per serial line: every device on it talks through that bus.
+  std::map<std::string, std::shared_ptr<drivers::SerialBus>> buses;
+  for (const config::BusSection& b : config.buses) {
+    buses[b.id] = std::make_shared<drivers::SerialBus>(core.get_executor(), bus_settings(b));
+  }
+  const DriverContext driver_context{
+      core.get_executor(), io_pool.get_executor(),
+      [&buses](const std::string& id) -> std::shared_ptr<drivers::SerialBus> {
+        auto it = buses.find(id);
+        return it == buses.end() ? nullptr : it->second;
+      }};
   for (std::size_t i = 0; i < config.devices.size(); ++i) {
     auto driver = make_driver(config.devices[i], driver_context);
     if (!driver) {
@@ -159,6 +170,7 @@ int run_gateway(const config::Config& config) {
               " devices=", pollers.size(), " buffer=", buffer_path,
               " pending=", buffer->pending_total(), " next_seq=", buffer->next_seq());
   uplink.start();
+  for (auto& [id, bus] : buses) bus->start();
   // Spread first polls over the first period so a building's devices are not hit at once.
   for (std::size_t i = 0; i < pollers.size(); ++i) {
     const auto period = config.devices[i].poll;
@@ -183,6 +195,7 @@ int run_gateway(const config::Config& config) {
     shutting_down = true;
     log::notice("gatewayd", "stopping on ", signo == SIGTERM ? "SIGTERM" : "SIGINT");
     for (auto& p : pollers) p->stop();
+    for (auto& [id, bus] : buses) bus->stop();
     (void)router.flush();
     const auto deadline = std::chrono::steady_clock::now() + kShutdownDrain;
     std::function<void()> wait_drain;

@@ -15,6 +15,7 @@ packages=(
   libssl-dev
   mosquitto mosquitto-clients
   socat procps python3
+  python3-pymodbus python3-serial-asyncio
   clang libclang-rt-14-dev
 )
 

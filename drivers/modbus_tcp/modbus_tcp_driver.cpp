@@ -1,5 +1,7 @@
 #include "drivers/modbus_tcp/modbus_tcp_driver.h"
 
+#include "drivers/modbus_points.h"
+
 #include <errno.h>
 #include <modbus/modbus.h>
 
@@ -116,28 +118,17 @@ PollResult ModbusTcpDriver::poll_blocking() {
     }
     if (rc == -1 && is_exception_reply(errno)) {
       // The device is there but refuses these registers: its points are bad, the rest go on.
-      const std::string why = std::string("device answered: ") + modbus_strerror(errno);
-      for (std::size_t i : req.points) result.points.push_back({i, 0.0, false, why});
+      mark_request_bad(req, std::string("device answered: ") + modbus_strerror(errno),
+                       result.points);
       continue;
     }
     if (rc == -1) return fail("read from", errno);
     if (rc != req.count) return fail("short answer from", EMBBADDATA);
-
-    for (std::size_t i : req.points) {
-      const protocols::PointSpec& p = settings_.points[i];
-      const std::size_t off = p.address - req.start;
-      if (protocols::is_bit_table(req.table)) {
-        result.points.push_back({i, protocols::decode_bit(p, bits[off] != 0), true, {}});
-        continue;
-      }
-      const auto width = static_cast<std::size_t>(protocols::width_of(p.type));
-      Result<double> v = protocols::decode_registers(p, std::span(regs).subspan(off, width));
-      if (v) {
-        result.points.push_back({i, *v, true, {}});
-      } else {
-        result.points.push_back({i, 0.0, false, v.status().message()});
-      }
-    }
+    const bool bit_table = protocols::is_bit_table(req.table);
+    decode_request_points(req, settings_.points,
+                          std::span<const uint16_t>(regs).first(bit_table ? 0 : req.count),
+                          std::span<const uint8_t>(bits).first(bit_table ? req.count : 0),
+                          result.points);
   }
   result.status = Status::ok();
   result.observed_at_us = wall_now_us();

@@ -165,12 +165,13 @@ class ModbusSim:
 
 
 class Subscriber:
-    def __init__(self, work, build, broker, client_id="it-central"):
+    def __init__(self, work, build, broker, client_id="it-central", quiet=False):
         self.report_file = work.file("central-report.json")
         self.events_file = work.file("central.stdout")
         self.proc = work.spawn("central", [
             os.path.join(build, "tools/central/central_subscriber"), "--uri", broker.uri,
-            "--client-id", client_id, "--json", "--report", self.report_file])
+            "--client-id", client_id, "--quiet" if quiet else "--json",
+            "--report", self.report_file])
         wait_for(lambda: os.path.exists(self.report_file), 10, "the subscriber's first report")
 
     def report(self):
