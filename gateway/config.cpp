@@ -229,6 +229,18 @@ IntProblem parse_int(std::string_view s, int64_t& out) {
   std::string_view body = s;
   if (!body.empty() && body[0] == '+') body.remove_prefix(1);
   const std::string_view digits = (!body.empty() && body[0] == '-') ? body.substr(1) : body;
+  // Hex, as register maps in meter manuals print addresses (0x5000).
+  if (body.size() > 2 && body[0] == '0' && (body[1] == 'x' || body[1] == 'X')) {
+    const std::string_view hex = body.substr(2);
+    uint64_t u = 0;
+    const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), u, 16);
+    if (ec == std::errc::result_out_of_range || u > uint64_t(INT64_MAX)) {
+      return IntProblem::kOutOfRange;
+    }
+    if (ec != std::errc() || end != hex.data() + hex.size()) return IntProblem::kNotNumber;
+    out = static_cast<int64_t>(u);
+    return IntProblem::kNone;
+  }
   if (all_digits(digits)) {
     const auto [end, ec] = std::from_chars(body.data(), body.data() + body.size(), out);
     if (ec == std::errc::result_out_of_range) return IntProblem::kOutOfRange;

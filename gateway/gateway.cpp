@@ -29,6 +29,7 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUnavailable = 69;
 constexpr auto kShutdownDrain = std::chrono::seconds(2);
 constexpr auto kShutdownDisconnect = std::chrono::seconds(2);
+constexpr auto kLineCheckEvery = std::chrono::seconds(10);
 
 int64_t wall_now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -178,6 +179,37 @@ int run_gateway(const config::Config& config) {
                                                 static_cast<int64_t>(pollers.size())));
   }
 
+  // A line that cannot keep up shows as polls waiting in its queue: say so, once a minute at
+  // most per bus, with what to do about it.
+  asio::steady_timer line_check(core);
+  std::map<std::string, std::pair<std::chrono::microseconds, std::chrono::steady_clock::time_point>>
+      line_seen;
+  std::function<void()> check_lines = [&] {
+    line_check.expires_after(kLineCheckEvery);
+    line_check.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& [id, bus] : buses) {
+        const drivers::BusStats st = bus->take_window_stats();
+        auto& [busy_before, last_warned] = line_seen[id];
+        const double load = double((st.busy - busy_before).count()) /
+                            double(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       kLineCheckEvery).count());
+        busy_before = st.busy;
+        const bool late = st.max_wait > std::chrono::milliseconds(500);
+        if (late && now - last_warned >= std::chrono::minutes(1)) {
+          last_warned = now;
+          log::warn("bus", id, " cannot keep up: busy ", int(load * 100), "% of the last ",
+                    kLineCheckEvery.count(), "s, polls waited up to ",
+                    st.max_wait.count() / 1000, "ms in the queue; lengthen poll periods, "
+                    "raise the baud rate or split the line");
+        }
+      }
+      check_lines();
+    });
+  };
+  if (!buses.empty()) check_lines();
+
   // Shutdown: stop polling, commit, let in-flight publishes finish briefly, then leave.
   asio::signal_set signals(core, SIGINT, SIGTERM, SIGHUP);
   asio::steady_timer shutdown_timer(core);
@@ -196,6 +228,7 @@ int run_gateway(const config::Config& config) {
     log::notice("gatewayd", "stopping on ", signo == SIGTERM ? "SIGTERM" : "SIGINT");
     for (auto& p : pollers) p->stop();
     for (auto& [id, bus] : buses) bus->stop();
+    line_check.cancel();
     (void)router.flush();
     const auto deadline = std::chrono::steady_clock::now() + kShutdownDrain;
     std::function<void()> wait_drain;

@@ -62,7 +62,9 @@ struct Parsed {
 };
 
 // Finds and checks one frame at the front of `bytes`, skipping wake-up bytes and garbage
-// before the start byte.
+// before the start byte. kNeedMore may report consumed > 0 (bytes before any 0x68, which can be
+// dropped now or rescanned later); kBad consumes only up to the false start byte, so a frame
+// beginning inside the rejected bytes is still found. Never reads outside `bytes`.
 Parsed parse_frame(std::span<const uint8_t> bytes);
 
 struct Reading {

@@ -119,6 +119,12 @@ SerialBus::SerialBus(asio::any_io_executor core, BusSettings settings)
 
 SerialBus::~SerialBus() = default;
 
+BusStats SerialBus::take_window_stats() {
+  BusStats out = stats_;
+  stats_.max_wait = std::chrono::microseconds(0);
+  return out;
+}
+
 bool SerialBus::is_open() const { return transport_->is_open() && !line_failed_; }
 
 void SerialBus::start() {
@@ -243,6 +249,10 @@ asio::awaitable<void> SerialBus::run() {
     q.pop_front();
     stats_.queued = urgent_.size() + normal_.size();
     const auto started = Clock::now();
+    if (!job.exchange.urgent) {
+      stats_.max_wait = std::max(stats_.max_wait, std::chrono::duration_cast<std::chrono::microseconds>(
+                                                      started - job.queued_at));
+    }
     ExchangeResult result = co_await execute(job);
     stats_.busy += std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
     if (stopped_) co_return;

@@ -70,6 +70,7 @@ struct BusStats {
   uint64_t reopens = 0;
   std::size_t queued = 0;
   std::chrono::microseconds busy{0};  // time spent in exchanges and silent intervals
+  std::chrono::microseconds max_wait{0};  // longest a periodic request waited in the queue
 };
 
 class SerialBus : public std::enable_shared_from_this<SerialBus> {
@@ -86,6 +87,8 @@ class SerialBus : public std::enable_shared_from_this<SerialBus> {
 
   const BusSettings& settings() const { return settings_; }
   const BusStats& stats() const { return stats_; }
+  // Returns the stats and starts a new window for max_wait.
+  BusStats take_window_stats();
   bool is_open() const;
 
  private:

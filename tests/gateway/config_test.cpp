@@ -1094,3 +1094,22 @@ TEST_CASE("parse_size accepts bytes or binary units, nothing else", "[config]") 
 }
 
 }  // namespace
+
+TEST_CASE("register addresses may be written in hex, as meter manuals print them") {
+  ConfigDir dir;
+  const std::string path = dir.write("hex.yaml", R"(gateway: { id: gw-1, site: s, building: b, data_dir: d }
+mqtt: { uri: "tcp://127.0.0.1:1883" }
+devices:
+  - id: m1
+    kind: energy_meter
+    driver: modbus_tcp
+    address: 127.0.0.1:502
+    points:
+      - { name: a, address: 0x5000, type: uint64 }
+      - { name: b, address: 0xZZ, type: uint16 }
+)");
+  gw::config::LoadResult r = gw::config::load_config(path);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].key_path == "devices[0].points[1].address");
+  CHECK(r.errors[0].value == "0xZZ");
+}

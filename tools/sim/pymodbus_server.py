@@ -22,7 +22,26 @@
 Both can be given at once. --unit limits the answering unit ids (default: any unit id).
 SIGTERM or SIGINT stops the server and exits 0.
 
-Written against Debian 12's python3-pymodbus (3.0.0): see the notes in tools/sim/README.md.
+Exit codes: 0 stopped by a signal; 78 bad arguments or values file; 69 a port or device that
+cannot be opened (or pymodbus missing).
+
+Written against Debian 12's python3-pymodbus 3.0.0 (it reports itself as 3.0.0.rc1). Things
+about that version this file relies on or works around:
+  - pymodbus.server.async_io imports pyserial and serial_asyncio at module level, so even a
+    TCP-only server needs python3-serial-asyncio (only a Recommends of python3-pymodbus).
+  - ModbusSlaveContext defaults to zero_mode=False, which adds 1 to every request address before
+    the data block lookup; zero_mode=True makes the values file's addresses the wire addresses.
+  - StartAsyncSerialServer() defaults to the *ASCII* framer; the RTU framer must be passed
+    explicitly (done here with ModbusSerialServer(framer=ModbusRtuFramer)).
+  - The Start*Server() helpers neither report the bound port nor stop cleanly from a signal, so
+    ModbusTcpServer is driven directly; the port of a --port 0 listener is read from
+    server.server.sockets after `serving` resolves.
+  - With a multi-unit context (--unit), a request for another unit id gets no answer at all,
+    like a silent RS-485 device.
+  - pymodbus.constants calls logging.basicConfig() on import.
+  - The client API takes the unit id as `slave=` (read_holding_registers(0, 2, slave=1)).
+  - Some kernels (the one this was written on among them) reject parity E/O on a pty with EINVAL
+    from tcsetattr: use --parity N on pseudo-terminals.
 """
 import argparse
 import asyncio
