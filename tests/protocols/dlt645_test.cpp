@@ -8,10 +8,6 @@
 #include <vector>
 
 #include "tools/sim/dlt645_meter.h"
-// dlt645_test links gw_protocols only; the simulated meter is compiled into this test here so
-// its encoder can be checked against the codec's decoder. If tests/protocols/CMakeLists.txt
-// ever adds tools/sim/dlt645_meter.cpp to dlt645_test, drop this include.
-#include "tools/sim/dlt645_meter.cpp"  // NOLINT(bugprone-suspicious-include)
 
 using namespace gw::protocols::dlt645;
 using Bytes = std::vector<uint8_t>;
