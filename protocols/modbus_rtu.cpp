@@ -66,7 +66,8 @@ uint16_t crc16(std::span<const uint8_t> bytes) {
   for (const uint8_t byte : bytes) {
     crc ^= byte;
     for (int bit = 0; bit < 8; ++bit) {
-      crc = (crc & 1) ? static_cast<uint16_t>((crc >> 1) ^ 0xA001) : static_cast<uint16_t>(crc >> 1);
+      crc =
+          (crc & 1) ? static_cast<uint16_t>((crc >> 1) ^ 0xA001) : static_cast<uint16_t>(crc >> 1);
     }
   }
   return crc;
@@ -150,10 +151,10 @@ Response parse_read_response(std::span<const uint8_t> bytes, uint8_t unit, Regis
                    std::to_string(unit) + ")");
   }
   if (function == (expected_function | kExceptionFlag)) {
-    Response response = bad(Error::kException, frame_length,
-                            "exception " + std::to_string(frame[2]) + " from unit " +
-                                std::to_string(unit) + " for function " +
-                                std::to_string(expected_function));
+    Response response =
+        bad(Error::kException, frame_length,
+            "exception " + std::to_string(frame[2]) + " from unit " + std::to_string(unit) +
+                " for function " + std::to_string(expected_function));
     response.exception_code = frame[2];
     return response;
   }

@@ -69,6 +69,8 @@ class SerialBus::Transport {
       serial_.close();
       co_return Status::unavailable("configure " + s.device_path + ": " + ec.message());
     }
+    // Replies to requests sent before a reopen can still sit in the kernel's input queue.
+    ::tcflush(serial_.native_handle(), TCIFLUSH);
     is_tcp_ = false;
     co_return Status::ok();
   }

@@ -21,7 +21,11 @@ from harness import (Broker, Gatewayd, Subscriber, Workdir, free_port, log, port
 GATEWAY = "bus-gw-01"
 UNITS = list(range(1, 33))
 DEAD, SLOW = 5, 9
-POLL_S = 0.5
+POLL_S = 1.0
+# The simulator paces replies at the line's baud rate like a real line: at 9600 baud 32 meters
+# polled every second need ~2 s of line time (the gateway then warns that the line cannot keep
+# up); at 38400 they need ~0.5 s.
+BAUD = 38400
 RUN_S = 20.0
 DLT_METERS = ["000000123456", "000000654321"]
 
@@ -38,6 +42,7 @@ def config(work, broker, port, timeout="200ms"):
     poll: {int(POLL_S * 1000)}ms
     timeout: {timeout}
     offline_after: 2
+    max_gap: 20                 # registers 0..21 in one request
     points:
       - {{ name: energy_total, address: 0, type: uint32, scale: 0.01, unit: kWh }}
       - {{ name: voltage_l1, address: 2, type: float32, unit: V }}
@@ -60,7 +65,7 @@ def config(work, broker, port, timeout="200ms"):
         f.write(f"""gateway: {{ id: {GATEWAY}, site: test-site, building: b, data_dir: data }}
 mqtt: {{ uri: "{broker.uri}", max_inflight: 32 }}
 buses:
-  - {{ id: line-1, port: "{port}", baud: 9600 }}
+  - {{ id: line-1, port: "{port}", baud: {BAUD} }}
 devices:{devices}
 """)
     return path
@@ -73,6 +78,7 @@ def run_line(args, work, via_tcp):
         os.path.join(args.build_dir, "tools/sim/rs485_sim"), "--create-pty", link,
         "--units", f"{UNITS[0]}-{UNITS[-1]}", "--dlt645", ",".join(DLT_METERS),
         "--dead", str(DEAD), "--slow", str(SLOW), "--slow-ms", "120", "--tick-ms", "500",
+        "--baud", str(BAUD),
         "--values-log", work.file("rs485-values.jsonl")])
     wait_for(lambda: os.path.exists(link), 10, "the simulated line's pty")
     port = link

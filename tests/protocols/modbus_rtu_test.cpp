@@ -1,8 +1,7 @@
 #include "protocols/modbus_rtu.h"
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -67,8 +66,7 @@ struct Answer {
 // Modbus over Serial Line examples, with the CRCs that documentation publishes.
 std::vector<Answer> valid_answers() {
   return {
-      {"FC1 19-byte example", 0x11, RegisterTable::kCoil, 37,
-       hex("11 01 05 CD 6B B2 0E 1B 45 E6")},
+      {"FC1 19-byte example", 0x11, RegisterTable::kCoil, 37, hex("11 01 05 CD 6B B2 0E 1B 45 E6")},
       {"FC3 example", 0x11, RegisterTable::kHolding, 3, hex("11 03 06 AE 41 56 52 43 40 49 AD")},
       {"FC4 example", 0x11, RegisterTable::kInput, 1, hex("11 04 02 00 0A F8 F4")},
       {"FC2 two bytes", 0x01, RegisterTable::kDiscrete, 10, hex("01 02 02 05 03 FA E9")},
@@ -158,15 +156,15 @@ TEST_CASE("register answers decode big-endian registers") {
   CHECK(fc4.registers == std::vector<uint16_t>{0x000A});
 
   // A register table answer built here: 0x8001 checks that the high byte comes first.
-  const Response built = parse_read_response(with_crc(hex("05 04 04 80 01 00 FF")), 5,
-                                             RegisterTable::kInput, 2);
+  const Response built =
+      parse_read_response(with_crc(hex("05 04 04 80 01 00 FF")), 5, RegisterTable::kInput, 2);
   REQUIRE(built.outcome == Outcome::kGood);
   CHECK(built.registers == std::vector<uint16_t>{0x8001, 0x00FF});
 }
 
 TEST_CASE("bit answers unpack least significant bit first") {
-  const Response coils = parse_read_response(hex("11 01 05 CD 6B B2 0E 1B 45 E6"), 0x11,
-                                             RegisterTable::kCoil, 37);
+  const Response coils =
+      parse_read_response(hex("11 01 05 CD 6B B2 0E 1B 45 E6"), 0x11, RegisterTable::kCoil, 37);
   REQUIRE(coils.outcome == Outcome::kGood);
   CHECK(coils.frame_length == 10);
   CHECK(coils.registers.empty());
@@ -182,8 +180,7 @@ TEST_CASE("bit answers unpack least significant bit first") {
   const Response one = parse_read_response(hex("01 01 01 48 51 BE"), 1, RegisterTable::kCoil, 1);
   REQUIRE(one.outcome == Outcome::kGood);
   CHECK(one.bits == std::vector<uint8_t>{0});
-  const Response eight =
-      parse_read_response(hex("01 01 01 48 51 BE"), 1, RegisterTable::kCoil, 8);
+  const Response eight = parse_read_response(hex("01 01 01 48 51 BE"), 1, RegisterTable::kCoil, 8);
   REQUIRE(eight.outcome == Outcome::kGood);
   CHECK(eight.bits == std::vector<uint8_t>{0, 0, 0, 1, 0, 0, 1, 0});
 
@@ -192,8 +189,8 @@ TEST_CASE("bit answers unpack least significant bit first") {
       parse_read_response(hex("01 02 02 05 03 FA E9"), 1, RegisterTable::kDiscrete, 10);
   REQUIRE(discrete.outcome == Outcome::kGood);
   CHECK(discrete.bits == std::vector<uint8_t>{1, 0, 1, 0, 0, 0, 0, 0, 1, 1});
-  const Response padded = parse_read_response(with_crc(hex("01 02 02 80 FE")), 1,
-                                              RegisterTable::kDiscrete, 10);
+  const Response padded =
+      parse_read_response(with_crc(hex("01 02 02 80 FE")), 1, RegisterTable::kDiscrete, 10);
   REQUIRE(padded.outcome == Outcome::kGood);
   CHECK(padded.bits == std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 1, 0, 1});
 }
@@ -282,8 +279,8 @@ TEST_CASE("an answer from another unit is kWrongUnit") {
 
 TEST_CASE("an answer with another function code is kWrongFunction") {
   // Holding asked, input answered (same shape, valid CRC).
-  const Response swapped = parse_read_response(with_crc(hex("01 04 02 00 07")), 1,
-                                               RegisterTable::kHolding, 1);
+  const Response swapped =
+      parse_read_response(with_crc(hex("01 04 02 00 07")), 1, RegisterTable::kHolding, 1);
   CHECK(swapped.outcome == Outcome::kBad);
   CHECK(swapped.error == Error::kWrongFunction);
   CHECK(swapped.frame_length == 7);
@@ -352,8 +349,8 @@ TEST_CASE("a corrupted exception frame is a bad CRC, not an exception") {
     CHECK(r.frame_length == 5);
   }
   // From another unit, with a valid CRC: the unit is what is wrong.
-  const Response other = parse_read_response(with_crc(hex("02 83 02")), 1, RegisterTable::kHolding,
-                                             10);
+  const Response other =
+      parse_read_response(with_crc(hex("02 83 02")), 1, RegisterTable::kHolding, 10);
   CHECK(other.error == Error::kWrongUnit);
   CHECK(other.exception_code == 0);
 }
@@ -370,21 +367,23 @@ TEST_CASE("a byte count that does not match the request is kBadByteCount") {
   // Four registers answered: the frame is delimited by its own byte count first.
   const Bytes longer = with_crc(hex("11 03 08 AE 41 56 52 43 40 00 01"));
   for (std::size_t length = 0; length < longer.size(); ++length) {
-    CHECK(parse_read_response(truncate(longer, length), 0x11, RegisterTable::kHolding, 3)
-              .outcome == Outcome::kNeedMore);
+    CHECK(parse_read_response(truncate(longer, length), 0x11, RegisterTable::kHolding, 3).outcome ==
+          Outcome::kNeedMore);
   }
   r = parse_read_response(longer, 0x11, RegisterTable::kHolding, 3);
   CHECK(r.error == Error::kBadByteCount);
   CHECK(r.frame_length == 13);
 
   // An odd byte count for registers, and a bit answer one byte short.
-  CHECK(parse_read_response(with_crc(hex("01 04 03 00 01 02")), 1, RegisterTable::kInput, 2)
-            .error == Error::kBadByteCount);
+  CHECK(
+      parse_read_response(with_crc(hex("01 04 03 00 01 02")), 1, RegisterTable::kInput, 2).error ==
+      Error::kBadByteCount);
   CHECK(parse_read_response(with_crc(hex("01 01 01 FF")), 1, RegisterTable::kCoil, 9).error ==
         Error::kBadByteCount);
   // More registers than a byte count can express: it can never match, and nothing is read.
-  CHECK(parse_read_response(with_crc(hex("01 03 02 00 01")), 1, RegisterTable::kHolding, 200)
-            .error == Error::kBadByteCount);
+  CHECK(
+      parse_read_response(with_crc(hex("01 03 02 00 01")), 1, RegisterTable::kHolding, 200).error ==
+      Error::kBadByteCount);
 }
 
 TEST_CASE("silent_interval is 3.5 characters of 11 bits, 1750 us above 19200 baud") {
@@ -452,8 +451,8 @@ TEST_CASE("random and mangled input is answered without reading past it") {
     REQUIRE(again.outcome == r.outcome);
     REQUIRE(again.error == r.error);
     const uint8_t function = bytes[1];
-    const bool delimited = (function & 0x80) || (function >= 1 && function <= 6) ||
-                           function == 15 || function == 16;
+    const bool delimited =
+        (function & 0x80) || (function >= 1 && function <= 6) || function == 15 || function == 16;
     REQUIRE(again.frame_length == (delimited ? r.frame_length : longer.size()));
   }
   CHECK(good > 100);  // the generator does reach the decoding paths

@@ -39,14 +39,17 @@
 //                   frame with a valid CRC)
 // With every=N the fault applies to requests whose counter is a multiple of N only.
 //
-// Pseudo-terminal notes (Linux 6.x, checked while writing this): a pty has no baud rate; the
-// speed set with cfsetspeed() is stored and read back but bytes move at memory speed. When the
-// last descriptor of the slave side closes, the master polls POLLHUP forever and read() fails
-// with EIO until the slave is opened again; --create-pty therefore keeps its own descriptor of
-// the slave open, which also keeps raw mode in force between the gateway's opens. Bytes written
-// to the master while nobody reads the slave wait in the slave's input queue, and a gateway that
-// opens the slave later reads them first (flush with tcflush(TCIFLUSH) after open). When the
-// master side goes away (socat exits), the slave polls POLLHUP and read() returns 0.
+// Pseudo-terminal notes (Linux 6.18, checked while writing this): a pty has no baud rate; the
+// speed set with cfsetspeed() is stored and read back but bytes move at memory speed. A new
+// slave starts cooked with ECHO on (the gateway would read its own requests back), hence raw
+// mode here; termios set through either side lasts while the master is open, across the
+// gateway's close and reopen. When the last descriptor of the slave closes, the master polls
+// POLLHUP without end and read() fails with EIO until the slave is opened again; --create-pty
+// therefore keeps its own descriptor of the slave open. Bytes written to the master that nobody
+// read stay in the slave's input queue across close and reopen: a gateway should
+// tcflush(TCIFLUSH) after open. When the master goes away (socat killed), the slave polls
+// POLLHUP and read() returns 0, and the simulator exits 1. socat 1.7.4 itself survives the
+// gateway closing its end and relays again after a reopen.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -150,8 +153,18 @@ Exit status: 0 after --duration-s or on SIGINT/SIGTERM, 1 on a runtime failure (
 the tty, the other end of the line is gone, a log cannot be written), 2 on a bad command line.
 )";
 
-enum class Fault { kNone, kDead, kBadCrc, kWrongUnit, kWrongFunction, kException, kShort,
-                   kExtraBytes, kLate, kGarbage };
+enum class Fault {
+  kNone,
+  kDead,
+  kBadCrc,
+  kWrongUnit,
+  kWrongFunction,
+  kException,
+  kShort,
+  kExtraBytes,
+  kLate,
+  kGarbage
+};
 
 struct FaultName {
   Fault fault;
@@ -250,7 +263,8 @@ std::vector<int> parse_unit_list(std::string_view flag, std::string_view text) {
     } else {
       first = parse_int(flag, item.substr(0, dash), kMinUnit, kMaxUnit);
       last = parse_int(flag, item.substr(dash + 1), kMinUnit, kMaxUnit);
-      if (last < first) usage_error(std::string(flag) + ": empty range '" + std::string(item) + "'");
+      if (last < first)
+        usage_error(std::string(flag) + ": empty range '" + std::string(item) + "'");
     }
     for (int unit = first; unit <= last; ++unit) {
       if (std::find(units.begin(), units.end(), unit) != units.end()) {
@@ -291,16 +305,26 @@ FaultRule parse_fault(std::string_view text) {
 
 std::optional<speed_t> speed_for(int baud) {
   switch (baud) {
-    case 1200: return B1200;
-    case 2400: return B2400;
-    case 4800: return B4800;
-    case 9600: return B9600;
-    case 19200: return B19200;
-    case 38400: return B38400;
-    case 57600: return B57600;
-    case 115200: return B115200;
-    case 230400: return B230400;
-    default: return std::nullopt;
+    case 1200:
+      return B1200;
+    case 2400:
+      return B2400;
+    case 4800:
+      return B4800;
+    case 9600:
+      return B9600;
+    case 19200:
+      return B19200;
+    case 38400:
+      return B38400;
+    case 57600:
+      return B57600;
+    case 115200:
+      return B115200;
+    case 230400:
+      return B230400;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -522,8 +546,8 @@ std::string format_values_line(int64_t t_ms, int unit, int64_t tick, const Meter
   char line[512];
   const int n = std::snprintf(
       line, sizeof line,
-      "{\"t_ms\":%" PRId64 ",\"unit\":%d,\"tick\":%" PRId64
-      ",\"values\":{\"energy_total\":%" PRIu32 ".%02" PRIu32
+      "{\"t_ms\":%" PRId64 ",\"unit\":%d,\"tick\":%" PRId64 ",\"values\":{\"energy_total\":%" PRIu32
+      ".%02" PRIu32
       ",\"voltage_l1\":%.17g,\"current_l1\":%.17g,\"active_power\":%d,\"frequency\":%u.%02u"
       ",\"energy_export\":%" PRId64 ",\"runtime_hours\":%.17g,\"device_tag\":%u,\"relay\":%d}}\n",
       t_ms, unit, tick, v.energy_total_raw / 100, v.energy_total_raw % 100,
@@ -545,6 +569,14 @@ std::string hex_di(const std::vector<uint8_t>& data) {
   char text[16];
   std::snprintf(text, sizeof text, "%02X%02X%02X%02X", data[3], data[2], data[1], data[0]);
   return text;
+}
+
+// 3.5 characters of 11 bits, rounded up to whole µs; a fixed 1750 µs above 19200 baud (Modbus
+// over serial line, 2.5.1.1). Computed here rather than by the gateway's codec, like the CRC.
+std::chrono::microseconds inter_frame_gap(int baud) {
+  if (baud > 19200) return std::chrono::microseconds(1750);
+  const int64_t half_bits_us = int64_t{7} * kBitsPerChar * 1000000;  // 3.5 chars, doubled
+  return std::chrono::microseconds((half_bits_us + 2 * int64_t{baud} - 1) / (2 * int64_t{baud}));
 }
 
 // Owns the line, the units, the meters and the logs. Single-threaded: run() is the only loop.
@@ -572,10 +604,6 @@ class Simulator {
     bool relay = false;
   };
 
-  struct Reply {
-    std::vector<uint8_t> bytes;
-  };
-
   struct Request {  // a Modbus request with a valid CRC, as the log reports it
     int function = 0;
     int start = 0;
@@ -596,8 +624,7 @@ class Simulator {
   bool on_dlt645_frame(const dlt645::Frame& frame, Clock::time_point now);
   std::vector<uint8_t> normal_reply(const Unit& unit, std::span<const uint8_t> frame,
                                     uint8_t* exception) const;
-  std::vector<uint8_t> apply_fault(Fault fault, const Unit& unit,
-                                   std::vector<uint8_t> reply) const;
+  std::vector<uint8_t> apply_fault(Fault fault, const Unit& unit, std::vector<uint8_t> reply) const;
   void queue_reply(Clock::time_point due, std::vector<uint8_t> bytes);
   bool send_due_replies(Clock::time_point now);
   bool flush_tx();
@@ -621,7 +648,7 @@ class Simulator {
   std::vector<uint8_t> rx_;
   Clock::time_point last_rx_{};
   // Replies waiting for their due time, in due order (equal times keep arrival order).
-  std::multimap<Clock::time_point, Reply> queued_;
+  std::multimap<Clock::time_point, std::vector<uint8_t>> queued_;
   std::vector<uint8_t> tx_;  // the reply being written (a pty may take it in pieces)
   size_t tx_done_ = 0;
   Clock::time_point line_free_at_{};  // nominal end of our last reply plus the gap
@@ -631,12 +658,7 @@ class Simulator {
 };
 
 Simulator::Simulator(Options options)
-    : options_(std::move(options)),
-      gap_(options_.baud > 19200
-               ? std::chrono::microseconds(1750)
-               : std::chrono::microseconds((int64_t{7} * kBitsPerChar * 1000000 +
-                                            2 * int64_t{options_.baud} - 1) /
-                                           (2 * int64_t{options_.baud}))) {
+    : options_(std::move(options)), gap_(inter_frame_gap(options_.baud)) {
   for (size_t n = 0; n < options_.units.size(); ++n) {
     Unit unit;
     unit.id = options_.units[n];
@@ -802,10 +824,9 @@ bool Simulator::start() {
   } else {
     ready += " tty=" + options_.tty;
   }
-  ready += " baud=" + std::to_string(options_.baud) +
-           " gap_us=" + std::to_string(gap_.count()) +
-           " units=" + std::to_string(units_.size()) +
-           " dlt645=" + std::to_string(meters_.size()) + "\n";
+  ready += " baud=" + std::to_string(options_.baud) + " gap_us=" + std::to_string(gap_.count()) +
+           " units=" + std::to_string(units_.size()) + " dlt645=" + std::to_string(meters_.size()) +
+           "\n";
   std::fputs(ready.c_str(), stdout);
   std::fflush(stdout);
   return true;
@@ -825,8 +846,9 @@ bool Simulator::apply_tick(int64_t tick) {
   for (Dlt645Meter& meter : meters_) {
     meter.tick(static_cast<int>(tick));
     const std::string line = "{\"t_ms\":" + std::to_string(t_ms) + ",\"dlt645\":\"" +
-                             dlt645::to_string(meter.address()) + "\",\"tick\":" +
-                             std::to_string(tick) + ",\"values\":" + meter.values_json() + "}\n";
+                             dlt645::to_string(meter.address()) +
+                             "\",\"tick\":" + std::to_string(tick) +
+                             ",\"values\":" + meter.values_json() + "}\n";
     if (!write_log(values_fd_, line, "--values-log")) return false;
   }
   return true;
@@ -846,8 +868,8 @@ int Simulator::run() {
     if (end) deadline = std::min(deadline, *end);
     if (!rx_.empty()) deadline = std::min(deadline, last_rx_ + gap_);
     if (!queued_.empty() && tx_.empty()) {
-      deadline = std::min(deadline, std::max({queued_.begin()->first, line_free_at_,
-                                              last_rx_ + gap_}));
+      deadline =
+          std::min(deadline, std::max({queued_.begin()->first, line_free_at_, last_rx_ + gap_}));
     }
     const auto wait = std::max(Clock::duration::zero(), deadline - now);
     const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
@@ -914,8 +936,7 @@ bool Simulator::frame_input(Clock::time_point now, bool silent) {
         return true;
       }
       const size_t consumed = std::min(parsed.consumed, rx_.size());
-      if (parsed.outcome == dlt645::Parsed::Outcome::kGood &&
-          !on_dlt645_frame(parsed.frame, now)) {
+      if (parsed.outcome == dlt645::Parsed::Outcome::kGood && !on_dlt645_frame(parsed.frame, now)) {
         return false;
       }
       rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(consumed));
@@ -1054,15 +1075,16 @@ bool Simulator::on_modbus_frame(std::span<const uint8_t> frame, Clock::time_poin
   }
 
   char line[320];
-  std::snprintf(line, sizeof line,
-                "{\"t_ms\":%" PRId64
-                ",\"unit\":%d,\"function\":%d,\"start\":%d,\"count\":%d,\"request_counter\":%" PRIu32
-                ",\"fault\":\"%s\",\"exception\":%d,\"delay_ms\":%d,\"reply_bytes\":%zu}\n",
-                unix_ms_now(), unit->id, request.function, request.start, request.count,
-                unit->requests, std::string(fault_name(fault)).c_str(), exception, delay_ms,
-                reply.size());
+  std::snprintf(
+      line, sizeof line,
+      "{\"t_ms\":%" PRId64
+      ",\"unit\":%d,\"function\":%d,\"start\":%d,\"count\":%d,\"request_counter\":%" PRIu32
+      ",\"fault\":\"%s\",\"exception\":%d,\"delay_ms\":%d,\"reply_bytes\":%zu}\n",
+      unix_ms_now(), unit->id, request.function, request.start, request.count, unit->requests,
+      std::string(fault_name(fault)).c_str(), exception, delay_ms, reply.size());
   if (!write_log(requests_fd_, line, "--requests-log")) return false;
-  if (fault != Fault::kDead) queue_reply(now + std::chrono::milliseconds(delay_ms), std::move(reply));
+  if (fault != Fault::kDead)
+    queue_reply(now + std::chrono::milliseconds(delay_ms), std::move(reply));
   return true;
 }
 
@@ -1070,11 +1092,11 @@ bool Simulator::on_dlt645_frame(const dlt645::Frame& frame, Clock::time_point no
   for (Dlt645Meter& meter : meters_) {
     std::optional<std::vector<uint8_t>> reply = meter.handle(frame);
     if (!reply) continue;
-    const std::string line =
-        "{\"t_ms\":" + std::to_string(unix_ms_now()) + ",\"dlt645\":\"" +
-        dlt645::to_string(meter.address()) + "\",\"control\":" + std::to_string(frame.control) +
-        ",\"di\":\"" + hex_di(frame.data) + "\",\"reply_bytes\":" +
-        std::to_string(reply->size()) + "}\n";
+    const std::string line = "{\"t_ms\":" + std::to_string(unix_ms_now()) + ",\"dlt645\":\"" +
+                             dlt645::to_string(meter.address()) +
+                             "\",\"control\":" + std::to_string(frame.control) + ",\"di\":\"" +
+                             hex_di(frame.data) +
+                             "\",\"reply_bytes\":" + std::to_string(reply->size()) + "}\n";
     if (!write_log(requests_fd_, line, "--requests-log")) return false;
     // Several meters answering one wildcard request collide on a real bus; here they queue.
     queue_reply(now, std::move(*reply));
@@ -1094,19 +1116,19 @@ void Simulator::queue_reply(Clock::time_point due, std::vector<uint8_t> bytes) {
     }
     return;
   }
-  queued_.emplace(due, Reply{std::move(bytes)});
+  queued_.emplace(due, std::move(bytes));
 }
 
 bool Simulator::send_due_replies(Clock::time_point now) {
   // Half-duplex: one reply at a time, never sooner than the gap after the last byte received or
   // after the nominal end of our previous reply.
-  while (tx_.empty() && !queued_.empty() && queued_.begin()->first <= now &&
-         now >= line_free_at_ && now >= last_rx_ + gap_) {
-    tx_ = std::move(queued_.begin()->second.bytes);
+  while (tx_.empty() && !queued_.empty() && queued_.begin()->first <= now && now >= line_free_at_ &&
+         now >= last_rx_ + gap_) {
+    tx_ = std::move(queued_.begin()->second);
     tx_done_ = 0;
     queued_.erase(queued_.begin());
-    const auto on_wire = std::chrono::microseconds(
-        static_cast<int64_t>(tx_.size()) * kBitsPerChar * 1000000 / options_.baud);
+    const auto on_wire = std::chrono::microseconds(static_cast<int64_t>(tx_.size()) * kBitsPerChar *
+                                                   1000000 / options_.baud);
     line_free_at_ = now + on_wire + gap_;
     if (!flush_tx()) return false;
   }
