@@ -20,6 +20,10 @@ from harness import (Broker, Gatewayd, Subscriber, Workdir, free_port, log, port
 
 GATEWAY = "bus-gw-01"
 UNITS = list(range(1, 33))
+# Meters (polled every 3 s) that answer wrongly every other request, one fault kind each: their bad answers must
+# become errors, never readings, and must not disturb the meters around them.
+FAULTS = {33: "bad-crc", 34: "wrong-unit", 35: "wrong-function", 36: "exception", 37: "short",
+          38: "extra-bytes", 39: "late", 40: "garbage"}
 DEAD, SLOW = 5, 9
 POLL_S = 1.0
 # The simulator paces replies at the line's baud rate like a real line: at 9600 baud 32 meters
@@ -32,14 +36,14 @@ DLT_METERS = ["000000123456", "000000654321"]
 
 def config(work, broker, port, timeout="200ms"):
     devices = ""
-    for u in UNITS:
+    for u in UNITS + list(FAULTS):
         devices += f"""
   - id: rtu-{u:02d}
     kind: energy_meter
     driver: modbus_rtu
     bus: line-1
     unit_id: {u}
-    poll: {int(POLL_S * 1000)}ms
+    poll: {int(POLL_S * 1000) if u in UNITS else 3000}ms
     timeout: {timeout}
     offline_after: 2
     max_gap: 20                 # registers 0..21 in one request
@@ -76,7 +80,8 @@ def run_line(args, work, via_tcp):
     link = work.file("rs485-line")
     sim = work.spawn("rs485-sim", [
         os.path.join(args.build_dir, "tools/sim/rs485_sim"), "--create-pty", link,
-        "--units", f"{UNITS[0]}-{UNITS[-1]}", "--dlt645", ",".join(DLT_METERS),
+        "--units", f"{UNITS[0]}-{max(FAULTS)}", "--dlt645", ",".join(DLT_METERS),
+        *[a for u, kind in FAULTS.items() for a in ("--fault", f"{u}:{kind}:every=2")],
         "--dead", str(DEAD), "--slow", str(SLOW), "--slow-ms", "120", "--tick-ms", "500",
         "--baud", str(BAUD),
         "--values-log", work.file("rs485-values.jsonl")])
@@ -135,6 +140,22 @@ def check(central, gw, values_log, label):
             counters.append(vals["request_counter"])
         # Each answer is newer than the one before: never a stale or repeated reply.
         assert all(b > a for a, b in zip(counters, counters[1:])), (dev, counters[:20])
+    faulty = {}
+    for u, kind in FAULTS.items():
+        dev = f"rtu-{u:02d}"
+        good = [e for e in by_device.get(dev, [])
+                if all(v["quality"] == "GOOD" for v in e["meter"]["values"])]
+        bad = len(by_device.get(dev, [])) - len(good)
+        assert good, f"{dev} ({kind}): no good readings at all"
+        counters = []
+        for e in good:
+            vals = {v["name"]: float(v["value"]) for v in e["meter"]["values"]}
+            assert vals["device_tag"] == 1000 + u, (dev, kind, vals)
+            counters.append(vals["request_counter"])
+        assert all(b > a for a, b in zip(counters, counters[1:])), (dev, kind, counters)
+        # Only an exception reply gives BAD readings; every other fault is a failed poll.
+        assert (bad > 0) == (kind == "exception"), (dev, kind, bad)
+        faulty[kind] = len(good)
     healthy = {d: r for d, r in rates.items() if d != f"rtu-{SLOW:02d}"}
     worst = min(healthy.values())
     assert worst >= 0.9 / POLL_S, f"slowest healthy meter polled at {worst:.2f}/s"
@@ -159,6 +180,7 @@ def check(central, gw, values_log, label):
           f"{rates[f'rtu-{SLOW:02d}']:.2f}/s; dead meter offline: "
           f"{status[f'rtu-{DEAD:02d}'][-1]['error']!r}; "
           f"DL/T 645 readings: {sum(len(by_device[f'dlt-{i}']) for i in range(2))}; "
+          f"faulty meters' good readings {faulty}; "
           f"events {report['distinct']}, gaps {report['gaps']}")
 
 
