@@ -214,6 +214,21 @@ int run_gateway(const config::Config& config) {
   asio::signal_set signals(core, SIGINT, SIGTERM, SIGHUP);
   asio::steady_timer shutdown_timer(core);
   bool shutting_down = false;
+  std::chrono::steady_clock::time_point drain_deadline{};
+  // Lives as long as the loop: the timer handlers below call it after on_signal has returned.
+  std::function<void()> wait_drain = [&] {
+    const bool idle = !uplink.stats().connected || uplink.stats().inflight == 0;
+    if (idle || std::chrono::steady_clock::now() >= drain_deadline) {
+      (void)router.flush();
+      uplink.stop(kShutdownDisconnect);
+      core.stop();
+      return;
+    }
+    shutdown_timer.expires_after(std::chrono::milliseconds(20));
+    shutdown_timer.async_wait([&](const boost::system::error_code& e) {
+      if (!e) wait_drain();
+    });
+  };
   std::function<void(const boost::system::error_code&, int)> on_signal;
   on_signal = [&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
@@ -230,21 +245,7 @@ int run_gateway(const config::Config& config) {
     for (auto& [id, bus] : buses) bus->stop();
     line_check.cancel();
     (void)router.flush();
-    const auto deadline = std::chrono::steady_clock::now() + kShutdownDrain;
-    std::function<void()> wait_drain;
-    wait_drain = [&, deadline] {
-      const bool idle = !uplink.stats().connected || uplink.stats().inflight == 0;
-      if (idle || std::chrono::steady_clock::now() >= deadline) {
-        (void)router.flush();
-        uplink.stop(kShutdownDisconnect);
-        core.stop();
-        return;
-      }
-      shutdown_timer.expires_after(std::chrono::milliseconds(20));
-      shutdown_timer.async_wait([&](const boost::system::error_code& e) {
-        if (!e) wait_drain();
-      });
-    };
+    drain_deadline = std::chrono::steady_clock::now() + kShutdownDrain;
     wait_drain();
   };
   signals.async_wait(on_signal);

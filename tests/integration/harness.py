@@ -139,13 +139,13 @@ class Broker:
 
 
 class ModbusSim:
-    def __init__(self, work, build, devices=2, tick_ms=200, extra=()):
+    def __init__(self, work, build, devices=2, tick_ms=200, extra=(), values_log=True):
         self.ports_file = work.file("sim-ports.txt")
         self.values_log = work.file("sim-values.jsonl")
+        log_args = ["--values-log", self.values_log] if values_log else []
         self.proc = work.spawn("modbus-sim", [
             os.path.join(build, "tools/sim/modbus_tcp_sim"), "--devices", str(devices),
-            "--tick-ms", str(tick_ms), "--ports-file", self.ports_file,
-            "--values-log", self.values_log, *extra])
+            "--tick-ms", str(tick_ms), "--ports-file", self.ports_file, *log_args, *extra])
 
         def ports():
             if not os.path.exists(self.ports_file):
