@@ -38,7 +38,8 @@ class Driver {
 
   // Reads every configured point once. `done` runs on the core executor, exactly once per call,
   // unless stop() was called first. The scheduler never has two polls of one device outstanding.
-  virtual void poll(PollCallback done) = 0;
+  // `urgent`: a one-off read an operator asked for; on a shared line it goes ahead of polls.
+  virtual void poll(PollCallback done, bool urgent = false) = 0;
   // Ends I/O; pending callbacks are dropped. Safe to call more than once.
   virtual void stop() = 0;
 };

@@ -92,12 +92,14 @@ struct BusSection {
   // interval: slow RS-485 transceivers need it to turn the line around. 0..1s.
   Duration turnaround{0};
   int line = 0;       // where the entry starts in the file, for later errors
+  bool operator==(const BusSection&) const = default;
 };
 
 struct ReportPolicy {
   bool on_change = false;              // false: every good poll is reported
   double deadband = 0.0;               // on_change: report when |new - last| > deadband
   std::optional<Duration> max_interval;  // report at least this often, changed or not
+  bool operator==(const ReportPolicy&) const = default;
 };
 
 struct PointSection {
@@ -105,6 +107,7 @@ struct PointSection {
   ReportPolicy report;
   std::string di;                 // dlt645: data identifier DI3..DI0, 8 hex digits
   std::optional<int> decimals;    // dlt645: overrides the standard's format
+  bool operator==(const PointSection&) const = default;
 };
 
 struct FramingSection {
@@ -113,6 +116,7 @@ struct FramingSection {
   std::string delimiter = "\r\n";  // kLine; YAML escapes already applied
   int max_length = 256;            // bytes per frame, 1..65536
   int length = 0;                  // kFixed: bytes per frame
+  bool operator==(const FramingSection&) const = default;
 };
 
 struct DeviceSection {
@@ -140,6 +144,7 @@ struct DeviceSection {
   std::optional<FramingSection> framing;
   std::string card_format = "decimal";  // decimal | hex | wiegand26 | wiegand34
   int line = 0;                  // where the entry starts in the file, for later errors
+  bool operator==(const DeviceSection&) const = default;
 };
 
 // One rule of `alarms:`; which fields are set depends on the rule's kind.

@@ -14,13 +14,14 @@ std::vector<config::ReportPolicy> policies_of(const config::DeviceSection& d) {
 }
 }  // namespace
 
-DevicePoller::DevicePoller(asio::any_io_executor core, const config::DeviceSection& device,
+DevicePoller::DevicePoller(asio::any_io_executor core, config::DeviceSection device,
                            std::shared_ptr<drivers::Driver> driver, Router& router)
-    : device_(device),
+    : device_(std::move(device)),
       driver_(std::move(driver)),
       router_(router),
-      filter_(policies_of(device)),
-      timer_(core) {}
+      filter_(policies_of(device_)),
+      timer_(core),
+      last_values_(device_.points.size()) {}
 
 void DevicePoller::start(std::chrono::milliseconds first_delay) {
   next_due_ = std::chrono::steady_clock::now() + first_delay;
@@ -57,6 +58,12 @@ void DevicePoller::on_tick() {
     return;
   }
   outstanding_ = true;
+  if (last_start_ != std::chrono::steady_clock::time_point{}) {
+    // Smoothed over about eight polls: what the operator compares with the configured period.
+    const auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_start_);
+    achieved_ = achieved_.count() == 0 ? gap : (achieved_ * 7 + gap) / 8;
+  }
+  last_start_ = now;
   driver_->poll([this](drivers::PollResult r) {
     outstanding_ = false;
     if (!stopped_) on_result(std::move(r));
@@ -65,8 +72,17 @@ void DevicePoller::on_tick() {
 
 void DevicePoller::on_result(drivers::PollResult result) {
   ++polls_;
+  last_latency_ = result.latency;
+  latency_sum_ += result.latency;
   if (!result.status) {
     ++failures_;
+    switch (result.status.code()) {
+      case Status::Code::kTimeout: ++errors_.timeout; break;
+      case Status::Code::kProtocol:
+      case Status::Code::kCorrupt: ++errors_.protocol; break;
+      case Status::Code::kUnavailable: ++errors_.unavailable; break;
+      default: ++errors_.other; break;
+    }
     ++consecutive_failures_;
     last_error_ = result.status.message();
     if (consecutive_failures_ >= device_.offline_after && state_ != State::kOffline) {
@@ -85,6 +101,10 @@ void DevicePoller::on_result(drivers::PollResult result) {
   }
   consecutive_failures_ = 0;
   probe_gap_ = std::chrono::milliseconds(0);
+  last_good_us_ = result.observed_at_us;
+  for (const drivers::PointReading& r : result.points) {
+    if (r.index < last_values_.size()) last_values_[r.index] = {r.value, r.good, result.observed_at_us};
+  }
   if (state_ != State::kOnline) {
     state_ = State::kOnline;
     log::notice("device", device_.id, " online (",

@@ -24,7 +24,16 @@ class DevicePoller {
   enum class State { kUnknown, kOnline, kOffline };
   static constexpr std::chrono::milliseconds kMaxProbeGap{60000};
 
-  DevicePoller(asio::any_io_executor core, const config::DeviceSection& device,
+  struct LastValue {
+    double value = 0.0;
+    bool good = false;
+    int64_t at_us = 0;
+  };
+  struct ErrorCounts {
+    uint64_t timeout = 0, protocol = 0, unavailable = 0, other = 0;
+  };
+
+  DevicePoller(asio::any_io_executor core, config::DeviceSection device,
                std::shared_ptr<drivers::Driver> driver, Router& router);
 
   // Starts polling after `first_delay` (a splay, so devices do not all fire at once).
@@ -32,6 +41,20 @@ class DevicePoller {
   void stop();
 
   const std::string& id() const { return device_.id; }
+  const config::DeviceSection& device() const { return device_; }
+  // One read outside the schedule (gatewayctl read): ahead of polls on a shared line; its values
+  // are returned, not reported as telemetry.
+  void read_now(drivers::Driver::PollCallback done) { driver_->poll(std::move(done), true); }
+  const ErrorCounts& errors() const { return errors_; }
+  int64_t last_good_read_us() const { return last_good_us_; }
+  // Mean time between the starts of consecutive polls; 0 before the second poll.
+  std::chrono::milliseconds achieved_period() const { return achieved_; }
+  std::chrono::microseconds last_latency() const { return last_latency_; }
+  std::chrono::microseconds mean_latency() const {
+    return polls_ ? std::chrono::microseconds(latency_sum_.count() / int64_t(polls_))
+                  : std::chrono::microseconds(0);
+  }
+  const std::vector<LastValue>& last_values() const { return last_values_; }
   State state() const { return state_; }
   uint64_t polls() const { return polls_; }
   uint64_t failures() const { return failures_; }
@@ -45,7 +68,7 @@ class DevicePoller {
   void on_result(drivers::PollResult result);
   void emit_status(bool online, const std::string& error, int64_t at_us);
 
-  const config::DeviceSection& device_;
+  const config::DeviceSection device_;
   std::shared_ptr<drivers::Driver> driver_;
   Router& router_;
   ReportFilter filter_;
@@ -62,6 +85,13 @@ class DevicePoller {
   std::chrono::steady_clock::time_point next_probe_{};
   uint64_t skipped_offline_ = 0;
   std::string last_error_;
+  ErrorCounts errors_;
+  int64_t last_good_us_ = 0;
+  std::chrono::steady_clock::time_point last_start_{};
+  std::chrono::milliseconds achieved_{0};
+  std::chrono::microseconds last_latency_{0};
+  std::chrono::microseconds latency_sum_{0};
+  std::vector<LastValue> last_values_;
 };
 
 }  // namespace gw

@@ -1,26 +1,35 @@
 #include "gateway/gateway.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
-#include <thread>
+#include <set>
 
 #include "drivers/asio.h"
+#include "gateway/control_protocol.h"
+#include "gateway/control_server.h"
 #include "gateway/device_poller.h"
 #include "gateway/driver_registry.h"
 #include "gateway/log.h"
 #include "gateway/router.h"
 #include "gateway/uplink.h"
+#include "protocols/topics.h"
 #include "storage/event_buffer.h"
 
 namespace gw {
 
 namespace v1 = campus::gateway::v1;
 namespace fs = std::filesystem;
+using control::Json;
+using control::Reply;
+namespace ec = control::error_code;
 
 namespace {
 
@@ -30,6 +39,8 @@ constexpr int kExitUnavailable = 69;
 constexpr auto kShutdownDrain = std::chrono::seconds(2);
 constexpr auto kShutdownDisconnect = std::chrono::seconds(2);
 constexpr auto kLineCheckEvery = std::chrono::seconds(10);
+constexpr std::size_t kRecentErrors = 10;
+constexpr v1::EventClass kClasses[] = {v1::ACCESS, v1::ALARM, v1::TELEMETRY, v1::STATUS};
 
 int64_t wall_now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -49,11 +60,22 @@ std::string random_hex(std::size_t bytes) {
   return out;
 }
 
+std::string hex_of(std::span<const uint8_t> bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i) out += ' ';
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 0xf];
+  }
+  return out;
+}
+
 // Creates data_dir if needed and proves it writable; the contract's exit 69 otherwise.
 Status prepare_data_dir(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::unavailable("cannot create data_dir " + dir + ": " + ec.message());
+  std::error_code e;
+  fs::create_directories(dir, e);
+  if (e) return Status::unavailable("cannot create data_dir " + dir + ": " + e.message());
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     return Status::unavailable("data_dir " + dir + " is not writable: " + std::strerror(errno));
   }
@@ -90,25 +112,151 @@ UplinkSettings uplink_settings(const config::Config& c, std::string password) {
   return s;
 }
 
+// Config entries compared for reload, without where they stood in the file.
+config::DeviceSection comparable(config::DeviceSection d) {
+  d.line = 0;
+  if (d.line_settings) d.line_settings->line = 0;
+  return d;
+}
+config::BusSection comparable(config::BusSection b) {
+  b.line = 0;
+  return b;
+}
+bool same_device(const config::DeviceSection& a, const config::DeviceSection& b) {
+  return comparable(a) == comparable(b);
+}
+bool same_bus(const config::BusSection& a, const config::BusSection& b) {
+  return comparable(a) == comparable(b);
+}
+
+std::string_view state_name(DevicePoller::State s) {
+  switch (s) {
+    case DevicePoller::State::kOnline: return "online";
+    case DevicePoller::State::kOffline: return "offline";
+    default: return "unknown";
+  }
+}
+
+std::string_view kind_name(v1::DeviceKind k) {
+  switch (k) {
+    case v1::ENERGY_METER: return "energy_meter";
+    case v1::ACCESS_GATE: return "access_gate";
+    case v1::CARD_READER: return "card_reader";
+    case v1::CAMERA: return "camera";
+    case v1::SENSOR: return "sensor";
+    default: return "unknown";
+  }
+}
+
+// The protobuf JSON form of an event, card ids masked unless the operator may see them.
+Json event_json(const v1::Event& event, bool show_credentials) {
+  v1::Event copy = event;
+  if (copy.has_access() && !show_credentials) {
+    const std::string& c = copy.access().credential();
+    if (c.rfind("h:", 0) != 0) copy.mutable_access()->set_credential("[redacted]");
+  }
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
+  std::string text;
+  (void)google::protobuf::util::MessageToJsonString(copy, &text, opts);
+  return Json::parse(text, nullptr, false);
+}
+
 }  // namespace
 
-int run_gateway(const config::Config& config) {
-  const int64_t started_us = wall_now_us();
-  if (Status s = prepare_data_dir(config.gateway.data_dir); !s) {
+class Gateway : public control::Handler {
+ public:
+  explicit Gateway(config::Config config)
+      : config_(std::move(config)),
+        io_pool_(std::clamp<std::size_t>(config_.devices.size(), 1, 8)),
+        signals_(core_, SIGINT, SIGTERM, SIGHUP),
+        shutdown_timer_(core_),
+        line_check_(core_) {}
+
+  int run();
+
+  Reply handle(const control::Request& request,
+               std::shared_ptr<control::ControlStream> stream) override;
+
+ private:
+  struct Device {
+    std::shared_ptr<drivers::Driver> driver;
+    std::unique_ptr<DevicePoller> poller;
+  };
+  struct Tail {
+    std::shared_ptr<control::ControlStream> stream;
+    std::string device;
+    std::optional<v1::EventClass> cls;
+    bool show_credentials = false;
+  };
+  struct Trace {
+    std::shared_ptr<control::ControlStream> stream;
+    std::string device;
+  };
+
+  Status start_device(const config::DeviceSection& d, std::chrono::milliseconds first_delay);
+  void stop_device(const std::string& id);
+  void start_bus(const config::BusSection& b);
+  void on_signal(const boost::system::error_code& e, int signo);
+  void begin_shutdown(const char* why);
+  void wait_drain();
+  void check_lines();
+  void on_committed_group(std::span<const storage::BufferedEvent> group);
+  void on_bus_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
+                    const std::string& note);
+  bool credentials_allowed(bool asked) const {
+    return asked && config_.privacy.card_id == config::PrivacySection::CardId::kRaw;
+  }
+
+  Json status_json();
+  Json device_json(const std::string& id, const Device& d);
+  Reply buffer_reply(const Json& args);
+  Reply read_reply(const Json& args, std::shared_ptr<control::ControlStream> stream);
+  Reply reload();
+
+  config::Config config_;
+  const int64_t started_us_ = wall_now_us();
+  asio::io_context core_{1};
+  // libmodbus blocks; its calls run here, never on the core thread.
+  asio::thread_pool io_pool_;
+  std::unique_ptr<storage::EventBuffer> buffer_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<Uplink> uplink_;
+  std::string boot_id_;
+  std::map<std::string, std::shared_ptr<drivers::SerialBus>> buses_;
+  std::map<std::string, Device> devices_;  // sorted by id: stable CLI output
+  std::unique_ptr<control::ControlServer> control_;
+  std::vector<Tail> tails_;
+  std::vector<Trace> traces_;
+  asio::signal_set signals_;
+  asio::steady_timer shutdown_timer_;
+  asio::steady_timer line_check_;
+  std::map<std::string, std::pair<std::chrono::microseconds, std::chrono::steady_clock::time_point>>
+      line_seen_;
+  bool shutting_down_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_{};
+  log::LogLimiter frame_log_;  // bad frames: one line per device per second
+  std::mutex recent_mu_;  // the log observer may run on any thread
+  std::deque<Json> recent_errors_;
+};
+
+int Gateway::run() {
+  if (Status s = prepare_data_dir(config_.gateway.data_dir); !s) {
     log::error("gatewayd", s.message());
     return kExitUnavailable;
   }
-  const std::string buffer_path = (fs::path(config.gateway.data_dir) / "buffer.db").string();
+  const std::string buffer_path = (fs::path(config_.gateway.data_dir) / "buffer.db").string();
   auto opened = storage::EventBuffer::open(buffer_path);
   if (!opened) {
     log::error("buffer", "cannot open ", buffer_path, ": ", opened.status().message());
     return opened.status().code() == Status::Code::kUnavailable ? kExitUnavailable : kExitFailure;
   }
-  std::unique_ptr<storage::EventBuffer> buffer = std::move(opened).value();
+  buffer_ = std::move(opened).value();
 
   std::string password;
-  if (!config.mqtt.password_file.empty()) {
-    auto secret = read_secret(config.mqtt.password_file);
+  if (!config_.mqtt.password_file.empty()) {
+    auto secret = read_secret(config_.mqtt.password_file);
     if (!secret) {
       log::error("gatewayd", secret.status().message());
       return kExitUnavailable;
@@ -116,148 +264,575 @@ int run_gateway(const config::Config& config) {
     password = std::move(secret).value();
   }
 
-  asio::io_context core(1);
-  // libmodbus blocks; its calls run here, never on the core thread.
-  const auto io_threads = static_cast<std::size_t>(
-      std::clamp<std::size_t>(config.devices.size(), 1, 8));
-  asio::thread_pool io_pool(io_threads);
+  log::set_observer([this](log::Level, std::string_view component, std::string_view message) {
+    std::lock_guard<std::mutex> g(recent_mu_);
+    recent_errors_.push_front(Json{{"at_us", wall_now_us()},
+                                   {"component", std::string(component)},
+                                   {"message", std::string(message)}});
+    if (recent_errors_.size() > kRecentErrors) recent_errors_.pop_back();
+  });
 
-  std::vector<std::unique_ptr<DevicePoller>> pollers;
-  UplinkSettings settings = uplink_settings(config, std::move(password));
-  Uplink* uplink_ptr = nullptr;
-  Router router(core.get_executor(), *buffer, [&] { uplink_ptr->on_committed(); });
-  auto health = [&] {
+  router_ = std::make_unique<Router>(core_.get_executor(), *buffer_, [this] {
+    uplink_->on_committed();
+  });
+  router_->set_observer([this](std::span<const storage::BufferedEvent> g) {
+    on_committed_group(g);
+  });
+  UplinkSettings settings = uplink_settings(config_, std::move(password));
+  boot_id_ = settings.boot_id;
+  uplink_ = std::make_unique<Uplink>(core_.get_executor(), *buffer_, std::move(settings), [this] {
     v1::GatewayHealth h;
-    h.set_uptime_s(static_cast<uint64_t>((wall_now_us() - started_us) / 1000000));
+    h.set_uptime_s(static_cast<uint64_t>((wall_now_us() - started_us_) / 1000000));
     const int64_t now = wall_now_us();
-    for (auto cls : {v1::ACCESS, v1::ALARM, v1::TELEMETRY, v1::STATUS}) {
-      const storage::ClassStats st = buffer->stats(cls);
+    for (auto cls : kClasses) {
+      const storage::ClassStats st = buffer_->stats(cls);
       v1::ClassHealth* c = h.add_buffer();
       c->set_event_class(cls);
       c->set_pending(st.pending);
-      c->set_oldest_age_s(st.oldest_time_us ? uint64_t(std::max<int64_t>(0, now - st.oldest_time_us) / 1000000) : 0);
+      c->set_oldest_age_s(
+          st.oldest_time_us ? uint64_t(std::max<int64_t>(0, now - st.oldest_time_us) / 1000000)
+                            : 0);
     }
-    for (const auto& p : pollers) {
-      if (p->state() == DevicePoller::State::kOnline) h.set_devices_online(h.devices_online() + 1);
-      if (p->state() == DevicePoller::State::kOffline) h.set_devices_offline(h.devices_offline() + 1);
+    for (const auto& [id, d] : devices_) {
+      const auto state = d.poller->state();
+      if (state == DevicePoller::State::kOnline) h.set_devices_online(h.devices_online() + 1);
+      if (state == DevicePoller::State::kOffline) h.set_devices_offline(h.devices_offline() + 1);
     }
     return h;
-  };
-  Uplink uplink(core.get_executor(), *buffer, std::move(settings), health);
-  uplink_ptr = &uplink;
+  });
 
-  // One owner per serial line: every device on it talks through that bus.
-  std::map<std::string, std::shared_ptr<drivers::SerialBus>> buses;
-  for (const config::BusSection& b : config.buses) {
-    buses[b.id] = std::make_shared<drivers::SerialBus>(core.get_executor(), bus_settings(b));
+  control_ = std::make_unique<control::ControlServer>(core_.get_executor(),
+                                                      config_.control.socket, *this);
+  if (Status s = control_->start(); !s) {
+    log::error("control", s.message());
+    return kExitUnavailable;
   }
-  const DriverContext driver_context{
-      core.get_executor(), io_pool.get_executor(),
-      [&buses](const std::string& id) -> std::shared_ptr<drivers::SerialBus> {
-        auto it = buses.find(id);
-        return it == buses.end() ? nullptr : it->second;
-      }};
-  for (std::size_t i = 0; i < config.devices.size(); ++i) {
-    auto driver = make_driver(config.devices[i], driver_context);
-    if (!driver) {
-      log::error("gatewayd", "device ", config.devices[i].id, ": ", driver.status().message());
+
+  for (const config::BusSection& b : config_.buses) start_bus(b);
+  for (std::size_t i = 0; i < config_.devices.size(); ++i) {
+    // Spread first polls over the first period so a building's devices are not hit at once.
+    const auto& d = config_.devices[i];
+    const auto splay = std::chrono::milliseconds(d.poll.count() * static_cast<int64_t>(i) /
+                                                 static_cast<int64_t>(config_.devices.size()));
+    if (Status s = start_device(d, splay); !s) {
+      log::error("gatewayd", "device ", d.id, ": ", s.message());
       return kExitFailure;
     }
-    pollers.push_back(std::make_unique<DevicePoller>(core.get_executor(), config.devices[i],
-                                                     std::move(driver).value(), router));
   }
 
-  log::notice("gatewayd", "starting version=", GW_VERSION, " gateway=", config.gateway.id,
-              " devices=", pollers.size(), " buffer=", buffer_path,
-              " pending=", buffer->pending_total(), " next_seq=", buffer->next_seq());
-  uplink.start();
-  for (auto& [id, bus] : buses) bus->start();
-  // Spread first polls over the first period so a building's devices are not hit at once.
-  for (std::size_t i = 0; i < pollers.size(); ++i) {
-    const auto period = config.devices[i].poll;
-    pollers[i]->start(std::chrono::milliseconds(period.count() * static_cast<int64_t>(i) /
-                                                static_cast<int64_t>(pollers.size())));
-  }
+  log::notice("gatewayd", "starting version=", GW_VERSION, " gateway=", config_.gateway.id,
+              " devices=", devices_.size(), " buses=", buses_.size(), " buffer=", buffer_path,
+              " pending=", buffer_->pending_total(), " next_seq=", buffer_->next_seq(),
+              " control=", config_.control.socket);
+  uplink_->start();
+  if (!buses_.empty()) check_lines();
+  signals_.async_wait([this](const boost::system::error_code& e, int signo) { on_signal(e, signo); });
 
-  // A line that cannot keep up shows as polls waiting in its queue: say so, once a minute at
-  // most per bus, with what to do about it.
-  asio::steady_timer line_check(core);
-  std::map<std::string, std::pair<std::chrono::microseconds, std::chrono::steady_clock::time_point>>
-      line_seen;
-  std::function<void()> check_lines = [&] {
-    line_check.expires_after(kLineCheckEvery);
-    line_check.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      const auto now = std::chrono::steady_clock::now();
-      for (auto& [id, bus] : buses) {
-        const drivers::BusStats st = bus->take_window_stats();
-        auto& [busy_before, last_warned] = line_seen[id];
-        const double load = double((st.busy - busy_before).count()) /
-                            double(std::chrono::duration_cast<std::chrono::microseconds>(
-                                       kLineCheckEvery).count());
-        busy_before = st.busy;
-        const bool late = st.max_wait > std::chrono::milliseconds(500);
-        if (late && now - last_warned >= std::chrono::minutes(1)) {
-          last_warned = now;
-          log::warn("bus", id, " cannot keep up: busy ", int(load * 100), "% of the last ",
-                    kLineCheckEvery.count(), "s, polls waited up to ",
-                    st.max_wait.count() / 1000, "ms in the queue; lengthen poll periods, "
-                    "raise the baud rate or split the line");
-        }
-      }
-      check_lines();
-    });
-  };
-  if (!buses.empty()) check_lines();
+  core_.run();
 
-  // Shutdown: stop polling, commit, let in-flight publishes finish briefly, then leave.
-  asio::signal_set signals(core, SIGINT, SIGTERM, SIGHUP);
-  asio::steady_timer shutdown_timer(core);
-  bool shutting_down = false;
-  std::chrono::steady_clock::time_point drain_deadline{};
-  // Lives as long as the loop: the timer handlers below call it after on_signal has returned.
-  std::function<void()> wait_drain = [&] {
-    const bool idle = !uplink.stats().connected || uplink.stats().inflight == 0;
-    if (idle || std::chrono::steady_clock::now() >= drain_deadline) {
-      (void)router.flush();
-      uplink.stop(kShutdownDisconnect);
-      core.stop();
-      return;
-    }
-    shutdown_timer.expires_after(std::chrono::milliseconds(20));
-    shutdown_timer.async_wait([&](const boost::system::error_code& e) {
-      if (!e) wait_drain();
-    });
-  };
-  std::function<void(const boost::system::error_code&, int)> on_signal;
-  on_signal = [&](const boost::system::error_code& ec, int signo) {
-    if (ec) return;
-    if (signo == SIGHUP) {
-      log::warn("gatewayd", "SIGHUP: live reload is not available in this version; restart the "
-                            "service to apply a new config");
-      signals.async_wait(on_signal);
-      return;
-    }
-    if (shutting_down) return;
-    shutting_down = true;
-    log::notice("gatewayd", "stopping on ", signo == SIGTERM ? "SIGTERM" : "SIGINT");
-    for (auto& p : pollers) p->stop();
-    for (auto& [id, bus] : buses) bus->stop();
-    line_check.cancel();
-    (void)router.flush();
-    drain_deadline = std::chrono::steady_clock::now() + kShutdownDrain;
-    wait_drain();
-  };
-  signals.async_wait(on_signal);
-
-  core.run();
-  io_pool.stop();
-  io_pool.join();
-  log::notice("gatewayd", "stopped committed=", router.committed_total(),
-              " published=", uplink.stats().published_events,
-              " acked=", uplink.stats().acked_events, " pending=", buffer->pending_total(),
-              " next_seq=", buffer->next_seq());
+  io_pool_.stop();
+  io_pool_.join();
+  log::set_observer(nullptr);
+  log::notice("gatewayd", "stopped committed=", router_->committed_total(),
+              " published=", uplink_->stats().published_events,
+              " acked=", uplink_->stats().acked_events, " pending=", buffer_->pending_total(),
+              " next_seq=", buffer_->next_seq());
   return kExitOk;
+}
+
+void Gateway::start_bus(const config::BusSection& b) {
+  auto bus = std::make_shared<drivers::SerialBus>(core_.get_executor(), bus_settings(b));
+  bus->set_tracer([this](const std::string& device, bool tx, std::span<const uint8_t> bytes,
+                         const std::string& note) { on_bus_frame(device, tx, bytes, note); });
+  bus->start();
+  buses_[b.id] = std::move(bus);
+}
+
+Status Gateway::start_device(const config::DeviceSection& d, std::chrono::milliseconds first_delay) {
+  const DriverContext context{
+      core_.get_executor(), io_pool_.get_executor(),
+      [this](const std::string& id) -> std::shared_ptr<drivers::SerialBus> {
+        auto it = buses_.find(id);
+        return it == buses_.end() ? nullptr : it->second;
+      }};
+  auto driver = make_driver(d, context);
+  if (!driver) return driver.status();
+  Device dev;
+  dev.driver = std::move(driver).value();
+  dev.poller = std::make_unique<DevicePoller>(core_.get_executor(), d, dev.driver, *router_);
+  dev.poller->start(first_delay);
+  devices_[d.id] = std::move(dev);
+  return Status::ok();
+}
+
+void Gateway::stop_device(const std::string& id) {
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return;
+  it->second.poller->stop();
+  for (auto& t : traces_) {
+    if (t.device == id) t.stream->end("device " + id + " was removed or restarted by a reload");
+  }
+  std::erase_if(traces_, [&](const Trace& t) { return t.device == id; });
+  devices_.erase(it);
+}
+
+void Gateway::on_signal(const boost::system::error_code& e, int signo) {
+  if (e) return;
+  if (signo == SIGHUP) {
+    Reply r = reload();
+    if (!r.ok) log::error("config", "reload on SIGHUP refused, old config keeps running: ", r.message);
+    signals_.async_wait([this](const boost::system::error_code& e2, int s) { on_signal(e2, s); });
+    return;
+  }
+  begin_shutdown(signo == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void Gateway::begin_shutdown(const char* why) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  log::notice("gatewayd", "stopping on ", why);
+  for (auto& [id, d] : devices_) d.poller->stop();
+  for (auto& [id, bus] : buses_) bus->stop();
+  line_check_.cancel();
+  for (auto& t : tails_) t.stream->end("gatewayd is stopping");
+  for (auto& t : traces_) t.stream->end("gatewayd is stopping");
+  (void)router_->flush();
+  drain_deadline_ = std::chrono::steady_clock::now() + kShutdownDrain;
+  wait_drain();
+}
+
+// Lets in-flight publishes finish for a moment, then leaves.
+void Gateway::wait_drain() {
+  const bool idle = !uplink_->stats().connected || uplink_->stats().inflight == 0;
+  if (idle || std::chrono::steady_clock::now() >= drain_deadline_) {
+    (void)router_->flush();
+    uplink_->stop(kShutdownDisconnect);
+    control_->stop();
+    core_.stop();
+    return;
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(20));
+  shutdown_timer_.async_wait([this](const boost::system::error_code& e) {
+    if (!e) wait_drain();
+  });
+}
+
+// A line that cannot keep up shows as polls waiting in its queue: say so, once a minute at most
+// per bus, with what to do about it.
+void Gateway::check_lines() {
+  line_check_.expires_after(kLineCheckEvery);
+  line_check_.async_wait([this](const boost::system::error_code& e) {
+    if (e) return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [id, bus] : buses_) {
+      const drivers::BusStats st = bus->take_window_stats();
+      auto& [busy_before, last_warned] = line_seen_[id];
+      const double load = double((st.busy - busy_before).count()) /
+                          double(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     kLineCheckEvery).count());
+      busy_before = st.busy;
+      if (st.max_wait > std::chrono::milliseconds(500) &&
+          now - last_warned >= std::chrono::minutes(1)) {
+        last_warned = now;
+        log::warn("bus", id, " cannot keep up: busy ", int(load * 100), "% of the last ",
+                  kLineCheckEvery.count(), "s, polls waited up to ", st.max_wait.count() / 1000,
+                  "ms in the queue; lengthen poll periods, raise the baud rate or split the line");
+      }
+    }
+    for (const auto& [who, count] : frame_log_.take_suppressed()) {
+      log::notice("bus", "summary device=", who, " bad_frames_not_logged=", count, " over the last ",
+                  kLineCheckEvery.count(), "s");
+    }
+    check_lines();
+  });
+}
+
+void Gateway::on_committed_group(std::span<const storage::BufferedEvent> group) {
+  std::erase_if(tails_, [](const Tail& t) { return !t.stream->open(); });
+  if (tails_.empty()) return;
+  for (const storage::BufferedEvent& stored : group) {
+    v1::Event event;
+    if (!event.ParseFromString(stored.payload)) continue;
+    for (Tail& t : tails_) {
+      if (!t.device.empty() && t.device != event.device_id()) continue;
+      if (t.cls && *t.cls != event.event_class()) continue;
+      t.stream->send(Json{{"event", event_json(event, credentials_allowed(t.show_credentials))}});
+    }
+  }
+}
+
+void Gateway::on_bus_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
+                           const std::string& note) {
+  if (!tx && !note.empty()) {
+    const std::string who = device.empty() ? "line" : device;
+    uint64_t held_back = 0;
+    if (frame_log_.allow(who, held_back)) {
+      log::warn("bus", "bad frame device=", who, " bytes=", bytes.size(), " reason=\"", note, "\"",
+                held_back ? " (" + std::to_string(held_back) + " more like it not logged)" : "");
+    }
+  }
+  std::erase_if(traces_, [](const Trace& t) { return !t.stream->open(); });
+  for (Trace& t : traces_) {
+    // Stray bytes belong to no device; show them to every trace on that line's devices.
+    if (!device.empty() && t.device != device) continue;
+    t.stream->send(Json{{"at_us", wall_now_us()},
+                        {"device", device},
+                        {"dir", tx ? "tx" : "rx"},
+                        {"hex", hex_of(bytes)},
+                        {"note", note}});
+  }
+}
+
+Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::ControlStream> stream) {
+  const Json& a = req.args;
+  auto text_arg = [&](const char* key) -> std::optional<std::string> {
+    auto it = a.find(key);
+    if (it == a.end() || it->is_null()) return std::nullopt;
+    if (!it->is_string()) return std::string();
+    return it->get<std::string>();
+  };
+  auto flag_arg = [&](const char* key) {
+    auto it = a.find(key);
+    return it != a.end() && it->is_boolean() && it->get<bool>();
+  };
+
+  if (req.cmd == "hello") {
+    return Reply::success(Json{{"protocol", control::kProtocolVersion},
+                               {"gateway_id", config_.gateway.id},
+                               {"version", GW_VERSION},
+                               {"commands", {"hello", "status", "devices", "buffer", "tail",
+                                             "trace", "read", "reload"}}});
+  }
+  if (req.cmd == "status") return Reply::success(status_json());
+  if (req.cmd == "devices") {
+    Json list = Json::array();
+    if (auto id = text_arg("device")) {
+      auto it = devices_.find(*id);
+      if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + *id + "'");
+      list.push_back(device_json(it->first, it->second));
+    } else {
+      for (const auto& [id, d] : devices_) list.push_back(device_json(id, d));
+    }
+    return Reply::success(Json{{"devices", list}});
+  }
+  if (req.cmd == "buffer") return buffer_reply(a);
+  if (req.cmd == "tail") {
+    Tail t{stream, text_arg("device").value_or(""), std::nullopt, flag_arg("show_credentials")};
+    if (auto c = text_arg("class")) {
+      t.cls = protocols::parse_class_name(*c);
+      if (!t.cls) {
+        return Reply::error(ec::kBadRequest,
+                            "unknown class '" + *c + "' (access, alarm, telemetry, status)");
+      }
+    }
+    if (!t.device.empty() && !devices_.count(t.device)) {
+      return Reply::error(ec::kNotFound, "no device '" + t.device + "'");
+    }
+    tails_.push_back(std::move(t));
+    return Reply::stream();
+  }
+  if (req.cmd == "trace") {
+    auto id = text_arg("device");
+    if (!id || id->empty()) return Reply::error(ec::kBadRequest, "trace needs args.device");
+    auto it = devices_.find(*id);
+    if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + *id + "'");
+    if (it->second.poller->device().bus.empty()) {
+      return Reply::error(ec::kUnavailable,
+                          "trace shows the frames of bus devices (modbus_rtu, dlt645); " + *id +
+                              " uses " + it->second.poller->device().driver +
+                              ", whose frames libmodbus keeps to itself");
+    }
+    traces_.push_back({stream, *id});
+    return Reply::stream();
+  }
+  if (req.cmd == "read") return read_reply(a, stream);
+  if (req.cmd == "reload") return reload();
+  return Reply::error(ec::kUnknownCommand, "unknown command '" + req.cmd + "'");
+}
+
+Json Gateway::status_json() {
+  const int64_t now = wall_now_us();
+  const UplinkStats& u = uplink_->stats();
+  Json classes = Json::object();
+  uint64_t pending = 0;
+  int64_t oldest = 0;
+  for (auto cls : kClasses) {
+    const storage::ClassStats st = buffer_->stats(cls);
+    const int64_t age = st.oldest_time_us ? std::max<int64_t>(0, now - st.oldest_time_us) / 1000000 : 0;
+    classes[std::string(protocols::class_name(cls))] =
+        Json{{"pending", st.pending}, {"bytes", st.bytes}, {"oldest_age_s", age}};
+    pending += st.pending;
+    oldest = std::max(oldest, age);
+  }
+  Json devices = Json::array();
+  int online = 0, offline = 0;
+  for (const auto& [id, d] : devices_) {
+    const auto state = d.poller->state();
+    online += state == DevicePoller::State::kOnline;
+    offline += state == DevicePoller::State::kOffline;
+    devices.push_back(Json{{"id", id},
+                           {"online", state == DevicePoller::State::kOnline},
+                           {"state", state_name(state)},
+                           {"last_error", d.poller->last_error()}});
+  }
+  Json buses = Json::array();
+  for (const auto& [id, bus] : buses_) {
+    const drivers::BusStats& st = bus->stats();
+    buses.push_back(Json{{"id", id},
+                         {"open", bus->is_open()},
+                         {"exchanges", st.exchanges},
+                         {"timeouts", st.timeouts},
+                         {"bad_frames", st.bad_frames},
+                         {"discarded_bytes", st.discarded_bytes},
+                         {"queued", st.queued}});
+  }
+  Json recent = Json::array();
+  {
+    std::lock_guard<std::mutex> g(recent_mu_);
+    for (const Json& e : recent_errors_) recent.push_back(e);
+  }
+  return Json{{"gateway_id", config_.gateway.id},
+              {"version", GW_VERSION},
+              {"boot_id", boot_id_},
+              {"uptime_s", (now - started_us_) / 1000000},
+              {"started_at_us", started_us_},
+              {"mqtt", Json{{"uri", config_.mqtt.uri},
+                            {"connected", u.connected},
+                            {"connected_since_us", u.connected ? u.connected_since_us : 0},
+                            {"reconnects", u.reconnects},
+                            {"last_error", u.last_error},
+                            {"inflight", u.inflight},
+                            {"published_events", u.published_events},
+                            {"acked_events", u.acked_events},
+                            {"republished_events", u.republished_events}}},
+              {"buffer", Json{{"pending", pending},
+                              {"oldest_age_s", oldest},
+                              {"next_seq", buffer_->next_seq()},
+                              {"classes", classes}}},
+              {"devices_online", online},
+              {"devices_offline", offline},
+              {"devices", devices},
+              {"buses", buses},
+              {"last_errors", recent}};
+}
+
+Json Gateway::device_json(const std::string& id, const Device& d) {
+  const DevicePoller& p = *d.poller;
+  const config::DeviceSection& c = p.device();
+  Json points = Json::array();
+  for (std::size_t i = 0; i < c.points.size(); ++i) {
+    const auto& last = p.last_values()[i];
+    points.push_back(Json{{"name", c.points[i].spec.name},
+                          {"value", last.value},
+                          {"unit", c.points[i].spec.unit},
+                          {"good", last.good},
+                          {"at_us", last.at_us}});
+  }
+  const auto& e = p.errors();
+  return Json{{"id", id},
+              {"kind", kind_name(c.kind)},
+              {"driver", c.driver},
+              {"address", c.bus.empty() ? c.host + ":" + std::to_string(c.port) : c.bus},
+              {"unit_id", c.unit_id},
+              {"online", p.state() == DevicePoller::State::kOnline},
+              {"state", state_name(p.state())},
+              {"last_good_read_us", p.last_good_read_us()},
+              {"last_error", p.last_error()},
+              {"polls", p.polls()},
+              {"failures", p.failures()},
+              {"errors", Json{{"timeout", e.timeout},
+                              {"protocol", e.protocol},
+                              {"unavailable", e.unavailable},
+                              {"other", e.other}}},
+              {"skipped_while_offline", p.skipped_while_offline()},
+              {"overruns", p.overruns()},
+              {"poll_ms_configured", c.poll.count()},
+              {"poll_ms_achieved", p.achieved_period().count()},
+              {"latency_ms", Json{{"last", p.last_latency().count() / 1000.0},
+                                  {"avg", p.mean_latency().count() / 1000.0}}},
+              {"points", points}};
+}
+
+Reply Gateway::buffer_reply(const Json& args) {
+  std::size_t n = 5;
+  if (auto it = args.find("oldest"); it != args.end()) {
+    if (!it->is_number_unsigned() || it->get<uint64_t>() > 1000) {
+      return Reply::error(ec::kBadRequest, "oldest must be a whole number from 0 to 1000");
+    }
+    n = it->get<std::size_t>();
+  }
+  Json status = status_json();
+  Json oldest = Json::array();
+  for (auto cls : kClasses) {
+    auto rows = buffer_->peek_oldest(cls, n);
+    if (!rows) return Reply::error(ec::kUnavailable, rows.status().message());
+    for (const auto& r : *rows) {
+      v1::Event event;
+      if (event.ParseFromString(r.payload)) oldest.push_back(event_json(event, false));
+    }
+  }
+  return Reply::success(Json{{"path", (fs::path(config_.gateway.data_dir) / "buffer.db").string()},
+                             {"next_seq", buffer_->next_seq()},
+                             {"pending", status["buffer"]["pending"]},
+                             {"classes", status["buffer"]["classes"]},
+                             {"oldest", oldest}});
+}
+
+// A one-off read is answered when the device has answered.
+Reply Gateway::read_reply(const Json& args, std::shared_ptr<control::ControlStream> stream) {
+  auto device = args.find("device");
+  auto point = args.find("point");
+  if (device == args.end() || !device->is_string() || point == args.end() || !point->is_string()) {
+    return Reply::error(ec::kBadRequest, "read needs args.device and args.point");
+  }
+  const std::string id = device->get<std::string>();
+  const std::string name = point->get<std::string>();
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + id + "'");
+  const auto& points = it->second.poller->device().points;
+  auto p = std::find_if(points.begin(), points.end(),
+                        [&](const config::PointSection& s) { return s.spec.name == name; });
+  if (p == points.end()) {
+    std::string names;
+    for (const auto& s : points) names += (names.empty() ? "" : ", ") + s.spec.name;
+    return Reply::error(ec::kNotFound, "device " + id + " has no point '" + name + "' (" + names + ")");
+  }
+  const std::size_t index = static_cast<std::size_t>(p - points.begin());
+  const std::string unit = p->spec.unit;
+  it->second.poller->read_now([stream, id, name, unit, index](drivers::PollResult r) {
+    Json item{{"device", id},     {"point", name},     {"value", nullptr},
+              {"unit", unit},     {"good", false},     {"error", ""},
+              {"latency_ms", r.latency.count() / 1000.0}};
+    if (!r.status) {
+      item["error"] = r.status.message();
+    } else {
+      for (const auto& reading : r.points) {
+        if (reading.index != index) continue;
+        item["good"] = reading.good;
+        if (reading.good) item["value"] = reading.value;
+        item["error"] = reading.error;
+      }
+    }
+    stream->respond(Reply::success(item));
+  });
+  return Reply::later();
+}
+
+Reply Gateway::reload() {
+  config::LoadResult loaded = config::load_config(config_.source_path);
+  std::vector<config::ConfigError> errors = loaded.errors;
+  if (loaded.config) {
+    auto more = check_drivers(*loaded.config);
+    errors.insert(errors.end(), more.begin(), more.end());
+  }
+  if (!errors.empty()) {
+    std::string text;
+    for (const auto& e : errors) text += (text.empty() ? "" : "\n") + e.to_string();
+    log::error("config", "reload refused, the running config stays: ", errors.size(),
+               " problem(s), first: ", errors.front().to_string());
+    return Reply::error(ec::kInvalidConfig, text);
+  }
+  const config::Config& next = *loaded.config;
+  // Only devices and buses change live; the rest would mean a new identity, a new connection or
+  // a new store, which a restart does cleanly.
+  std::vector<std::string> needs_restart;
+  auto differs = [](const auto& a, const auto& b) { return !(a == b); };
+  if (differs(config_.gateway.id, next.gateway.id) || differs(config_.gateway.site, next.gateway.site) ||
+      differs(config_.gateway.building, next.gateway.building) ||
+      differs(config_.gateway.data_dir, next.gateway.data_dir)) {
+    needs_restart.push_back("gateway");
+  }
+  if (differs(config_.mqtt.uri, next.mqtt.uri) || differs(config_.mqtt.client_id, next.mqtt.client_id) ||
+      differs(config_.mqtt.username, next.mqtt.username) ||
+      differs(config_.mqtt.password_file, next.mqtt.password_file) ||
+      differs(config_.mqtt.topic_prefix, next.mqtt.topic_prefix) ||
+      differs(config_.mqtt.max_inflight, next.mqtt.max_inflight) ||
+      differs(config_.mqtt.tls.has_value(), next.mqtt.tls.has_value())) {
+    needs_restart.push_back("mqtt");
+  }
+  if (differs(config_.control.socket, next.control.socket)) needs_restart.push_back("control");
+  if (differs(config_.privacy.card_id, next.privacy.card_id) ||
+      differs(config_.privacy.key_file, next.privacy.key_file)) {
+    needs_restart.push_back("privacy");
+  }
+  if (!needs_restart.empty()) {
+    std::string list;
+    for (const auto& s : needs_restart) list += (list.empty() ? "" : ", ") + s;
+    log::error("config", "reload refused, the running config stays: changes to ", list,
+               " need a restart (systemctl restart gatewayd)");
+    return Reply::error(ec::kRestartRequired,
+                        "changes to " + list + " need a restart (systemctl restart gatewayd); "
+                        "nothing was changed");
+  }
+
+  // Buses first: a changed line restarts every device on it.
+  std::set<std::string> changed_buses;
+  for (const auto& [id, bus] : buses_) {
+    auto it = std::find_if(next.buses.begin(), next.buses.end(),
+                           [&](const config::BusSection& b) { return b.id == id; });
+    auto old = std::find_if(config_.buses.begin(), config_.buses.end(),
+                            [&](const config::BusSection& b) { return b.id == id; });
+    if (it == next.buses.end() || old == config_.buses.end() || !same_bus(*old, *it)) {
+      changed_buses.insert(id);
+    }
+  }
+  Json added = Json::array(), removed = Json::array(), changed = Json::array();
+  int unchanged = 0;
+  std::vector<const config::DeviceSection*> to_start;
+  for (const config::DeviceSection& d : next.devices) {
+    auto it = devices_.find(d.id);
+    if (it == devices_.end()) {
+      added.push_back(d.id);
+      to_start.push_back(&d);
+    } else if (!same_device(it->second.poller->device(), d) ||
+               (!d.bus.empty() && changed_buses.count(d.bus))) {
+      changed.push_back(d.id);
+      to_start.push_back(&d);
+    } else {
+      ++unchanged;
+    }
+  }
+  std::vector<std::string> gone;
+  for (const auto& [id, dev] : devices_) {
+    const bool kept = std::any_of(next.devices.begin(), next.devices.end(),
+                                  [&](const config::DeviceSection& d) { return d.id == id; });
+    if (!kept) gone.push_back(id);
+  }
+  for (const auto& id : gone) {
+    removed.push_back(id);
+    stop_device(id);
+  }
+  for (const config::DeviceSection* d : to_start) stop_device(d->id);
+  for (const auto& id : changed_buses) {
+    buses_[id]->stop();
+    buses_.erase(id);
+  }
+  for (const config::BusSection& b : next.buses) {
+    if (!buses_.count(b.id)) start_bus(b);
+  }
+  // Everything the new config says outside devices and buses is equal or allowed to change
+  // (buffer retention, metrics, alarms): take it whole.
+  config::Config old = std::move(config_);
+  config_ = *loaded.config;
+  for (const config::DeviceSection* d : to_start) {
+    const auto& fresh = *std::find_if(config_.devices.begin(), config_.devices.end(),
+                                      [&](const config::DeviceSection& x) { return x.id == d->id; });
+    if (Status s = start_device(fresh, std::chrono::milliseconds(0)); !s) {
+      log::error("config", "reload: device ", fresh.id, " could not start: ", s.message());
+    }
+  }
+  log::notice("config", "reloaded ", config_.source_path, ": added=", added.size(),
+              " removed=", removed.size(), " changed=", changed.size(), " unchanged=", unchanged);
+  return Reply::success(Json{{"reloaded", true},
+                             {"added", added},
+                             {"removed", removed},
+                             {"changed", changed},
+                             {"unchanged", unchanged}});
+}
+
+int run_gateway(const config::Config& config) {
+  Gateway gateway(config);
+  return gateway.run();
 }
 
 }  // namespace gw

@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <mutex>
 
 namespace gw::log {
 namespace {
 
 std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
 const bool g_journal = std::getenv("JOURNAL_STREAM") != nullptr;
+std::mutex g_observer_mu;
+std::function<void(Level, std::string_view, std::string_view)> g_observer;
 
 std::string_view level_name(Level l) {
   switch (l) {
@@ -27,6 +30,11 @@ std::string_view level_name(Level l) {
 }  // namespace
 
 void set_min_level(Level level) { g_min_level = static_cast<int>(level); }
+
+void set_observer(std::function<void(Level, std::string_view, std::string_view)> observer) {
+  std::lock_guard<std::mutex> g(g_observer_mu);
+  g_observer = std::move(observer);
+}
 bool enabled(Level level) { return static_cast<int>(level) <= g_min_level.load(); }
 
 void write(Level level, std::string_view component, std::string_view message) {
@@ -62,6 +70,33 @@ void write(Level level, std::string_view component, std::string_view message) {
   }
   line += '\n';
   (void)!::write(STDERR_FILENO, line.data(), line.size());
+  if (static_cast<int>(level) <= static_cast<int>(Level::kWarning)) {
+    std::lock_guard<std::mutex> g(g_observer_mu);
+    if (g_observer) g_observer(level, component, message);
+  }
+}
+
+bool LogLimiter::allow(const std::string& key, uint64_t& suppressed_before) {
+  const auto now = std::chrono::steady_clock::now();
+  Entry& e = entries_[key];
+  if (e.last != std::chrono::steady_clock::time_point{} && now - e.last < interval_) {
+    ++e.suppressed;
+    return false;
+  }
+  suppressed_before = e.suppressed;
+  e.suppressed = 0;
+  e.last = now;
+  return true;
+}
+
+std::vector<std::pair<std::string, uint64_t>> LogLimiter::take_suppressed() {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (auto& [key, e] : entries_) {
+    if (e.suppressed == 0) continue;
+    out.emplace_back(key, e.suppressed);
+    e.suppressed = 0;
+  }
+  return out;
 }
 
 }  // namespace gw::log

@@ -68,11 +68,13 @@ Status Router::flush() {
   Status result = Status::ok();
   while (done < queued_.size()) {
     const std::size_t n = std::min(kMaxGroup, queued_.size() - done);
-    Status s = buffer_.append_batch(std::span(queued_).subspan(done, n));
+    const auto group = std::span<const storage::BufferedEvent>(queued_).subspan(done, n);
+    Status s = buffer_.append_batch(group);
     if (!s) {
       result = s;
       break;
     }
+    if (observer_) observer_(group);
     done += n;
   }
   if (done > 0) {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "campus/gateway/v1/gateway.pb.h"
@@ -28,6 +29,10 @@ class Router {
   // Commits everything queued, now. Used at shutdown.
   Status flush();
 
+  // Sees every group of events right after it committed (gatewayctl tail, metrics).
+  using Observer = std::function<void(std::span<const storage::BufferedEvent>)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
+
   std::size_t queued() const { return queued_.size(); }
   uint64_t committed_total() const { return committed_total_; }
 
@@ -40,6 +45,7 @@ class Router {
   asio::any_io_executor core_;
   storage::EventBuffer& buffer_;
   std::function<void()> on_committed_;
+  Observer observer_;
   asio::steady_timer retry_timer_;
   std::vector<storage::BufferedEvent> queued_;
   bool flush_scheduled_ = false;

@@ -29,6 +29,7 @@ struct PointSpec {
   double scale = 1.0;
   double offset = 0.0;
   std::string unit;
+  bool operator==(const PointSpec&) const = default;
 };
 
 // Registers (for coil/discrete tables: bits) one value of `type` occupies.

@@ -264,6 +264,25 @@ Status EventBuffer::refresh_oldest(EventClass event_class) {
   return Status::ok();
 }
 
+Result<std::vector<BufferedEvent>> EventBuffer::peek_oldest(EventClass event_class,
+                                                             std::size_t n) {
+  Result<Statement> st = db_->prepare(
+      "SELECT seq, device_id, gateway_time_us, payload FROM events WHERE class=?1 "
+      "ORDER BY seq LIMIT ?2");
+  if (!st) return st.status();
+  st.value().bind(1, static_cast<int64_t>(event_class)).bind(2, static_cast<int64_t>(n));
+  std::vector<BufferedEvent> out;
+  for (;;) {
+    Result<bool> row = st.value().step();
+    if (!row) return row.status();
+    if (!*row) break;
+    out.push_back({static_cast<uint64_t>(st.value().column_int64(0)), event_class,
+                   std::string(st.value().column_text(1)), st.value().column_int64(2),
+                   std::string(st.value().column_blob(3))});
+  }
+  return out;
+}
+
 ClassStats EventBuffer::stats(EventClass event_class) const {
   return stats_[index_of(event_class)];
 }

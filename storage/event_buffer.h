@@ -74,6 +74,9 @@ class EventBuffer {
   // Removes delivered rows. Unknown seqs (already acked) are ignored.
   Status ack(std::span<const uint64_t> seqs);
 
+  // The oldest stored rows of a class, without leasing them (for inspection).
+  Result<std::vector<BufferedEvent>> peek_oldest(EventClass event_class, std::size_t n);
+
   ClassStats stats(EventClass event_class) const;
   uint64_t pending_total() const;
 

@@ -13,6 +13,7 @@ packages=(
   libyaml-cpp-dev
   catch2
   libssl-dev
+  nlohmann-json3-dev
   mosquitto mosquitto-clients
   socat procps python3
   python3-pymodbus python3-serial-asyncio

@@ -275,6 +275,7 @@ asio::awaitable<ExchangeResult> SerialBus::execute(Job& job) {
     co_await sleep_until(quiet_at);
   }
   stats_.discarded_bytes += rx_.size();
+  if (tracer_ && !rx_.empty()) tracer_("", false, rx_, "stray bytes discarded");
   rx_.clear();
   if (line_failed_) {
     result.status = Status::unavailable(line_error_);
@@ -290,11 +291,15 @@ asio::awaitable<ExchangeResult> SerialBus::execute(Job& job) {
   }
   last_activity_ = Clock::now();
   ++stats_.exchanges;
+  if (tracer_) tracer_(ex.device_id, true, ex.request, ex.urgent ? "one-off request" : "");
   if (!ex.check) {
     co_return result;  // broadcast: nobody answers
   }
 
   const auto deadline = sent_at + ex.timeout;
+  auto trace_rx = [&](const ExchangeResult& r) {
+    if (tracer_) tracer_(ex.device_id, false, r.reply, r.status ? "" : r.status.message());
+  };
   for (;;) {
     FrameCheck verdict = ex.check(rx_);
     if (verdict.verdict == FrameCheck::Verdict::kComplete) {
@@ -315,6 +320,7 @@ asio::awaitable<ExchangeResult> SerialBus::execute(Job& job) {
         result.reply.assign(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(verdict.length));
       }
       rx_.clear();
+      trace_rx(result);
       co_return result;
     }
     if (verdict.verdict == FrameCheck::Verdict::kBad) {
@@ -322,6 +328,7 @@ asio::awaitable<ExchangeResult> SerialBus::execute(Job& job) {
       result.status = Status::protocol(verdict.message);
       result.reply = rx_;
       rx_.clear();  // the rest of this reply arrives later and is dropped before the next one
+      trace_rx(result);
       co_return result;
     }
     if (line_failed_) {
@@ -340,6 +347,7 @@ asio::awaitable<ExchangeResult> SerialBus::execute(Job& job) {
                             std::to_string(ex.timeout.count()) + "ms");
       result.reply = rx_;
       rx_.clear();
+      trace_rx(result);
       co_return result;
     }
   }

@@ -87,6 +87,11 @@ class SerialBus : public std::enable_shared_from_this<SerialBus> {
 
   const BusSettings& settings() const { return settings_; }
   const BusStats& stats() const { return stats_; }
+  // Sees every frame on the line: tx requests, rx replies (good or bad, with what was wrong) and
+  // discarded stray bytes (device_id empty). For `gatewayctl trace`; empty = off.
+  using Tracer = std::function<void(const std::string& device_id, bool tx,
+                                    std::span<const uint8_t> bytes, const std::string& note)>;
+  void set_tracer(Tracer tracer) { tracer_ = std::move(tracer); }
   // Returns the stats and starts a new window for max_wait.
   BusStats take_window_stats();
   bool is_open() const;
@@ -124,6 +129,7 @@ class SerialBus : public std::enable_shared_from_this<SerialBus> {
   std::chrono::steady_clock::time_point last_activity_{};
   std::chrono::steady_clock::time_point quiet_until_{};  // extra quiet after a timeout
   BusStats stats_;
+  Tracer tracer_;
 };
 
 }  // namespace gw::drivers

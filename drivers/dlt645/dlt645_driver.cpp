@@ -15,6 +15,7 @@ constexpr uint8_t kErrorReplyBit = 0x40;  // 0xD1 = 0x91 | 0x40: the meter refus
 
 struct Dlt645Driver::Poll {
   PollCallback done;
+  bool urgent = false;
   PollResult result;
   std::size_t next = 0;
   std::chrono::microseconds latency{0};
@@ -23,9 +24,10 @@ struct Dlt645Driver::Poll {
 Dlt645Driver::Dlt645Driver(Dlt645Settings settings, std::shared_ptr<SerialBus> bus)
     : settings_(std::move(settings)), bus_(std::move(bus)) {}
 
-void Dlt645Driver::poll(PollCallback done) {
+void Dlt645Driver::poll(PollCallback done, bool urgent) {
   auto p = std::make_shared<Poll>();
   p->done = std::move(done);
+  p->urgent = urgent;
   next_point(std::move(p));
 }
 
@@ -43,6 +45,7 @@ void Dlt645Driver::next_point(std::shared_ptr<Poll> p) {
   ex.device_id = settings_.device_id;
   ex.request = dlt::build_read_data(settings_.address, point.di);
   ex.timeout = settings_.timeout;
+  ex.urgent = p->urgent;
   ex.check = [](std::span<const uint8_t> rx) {
     dlt::Parsed parsed = dlt::parse_frame(rx);
     switch (parsed.outcome) {

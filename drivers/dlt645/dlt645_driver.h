@@ -28,7 +28,7 @@ struct Dlt645Settings {
 class Dlt645Driver : public Driver, public std::enable_shared_from_this<Dlt645Driver> {
  public:
   Dlt645Driver(Dlt645Settings settings, std::shared_ptr<SerialBus> bus);
-  void poll(PollCallback done) override;
+  void poll(PollCallback done, bool urgent = false) override;
   void stop() override { stopped_ = true; }
 
  private:

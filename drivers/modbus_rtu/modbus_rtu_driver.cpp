@@ -29,6 +29,7 @@ const char* exception_name(uint8_t code) {
 
 struct ModbusRtuDriver::Poll {
   PollCallback done;
+  bool urgent = false;
   PollResult result;
   std::size_t next = 0;
   std::chrono::microseconds latency{0};
@@ -39,9 +40,10 @@ ModbusRtuDriver::ModbusRtuDriver(ModbusRtuSettings settings, std::shared_ptr<Ser
       plan_(protocols::plan_reads(settings_.points, settings_.limits)),
       bus_(std::move(bus)) {}
 
-void ModbusRtuDriver::poll(PollCallback done) {
+void ModbusRtuDriver::poll(PollCallback done, bool urgent) {
   auto p = std::make_shared<Poll>();
   p->done = std::move(done);
+  p->urgent = urgent;
   next_request(std::move(p));
 }
 
@@ -60,6 +62,7 @@ void ModbusRtuDriver::next_request(std::shared_ptr<Poll> p) {
   ex.device_id = settings_.device_id;
   ex.request = rtu::build_read_request(unit, req.table, req.start, req.count);
   ex.timeout = settings_.timeout;
+  ex.urgent = p->urgent;
   ex.check = [unit, table = req.table, count = req.count](std::span<const uint8_t> rx) {
     rtu::Response r = rtu::parse_read_response(rx, unit, table, count);
     switch (r.outcome) {

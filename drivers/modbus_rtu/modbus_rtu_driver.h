@@ -24,7 +24,7 @@ struct ModbusRtuSettings {
 class ModbusRtuDriver : public Driver, public std::enable_shared_from_this<ModbusRtuDriver> {
  public:
   ModbusRtuDriver(ModbusRtuSettings settings, std::shared_ptr<SerialBus> bus);
-  void poll(PollCallback done) override;
+  void poll(PollCallback done, bool urgent = false) override;
   void stop() override { stopped_ = true; }
 
  private:

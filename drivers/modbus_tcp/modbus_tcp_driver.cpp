@@ -50,7 +50,7 @@ ModbusTcpDriver::ModbusTcpDriver(ModbusTcpSettings settings, asio::any_io_execut
 
 ModbusTcpDriver::~ModbusTcpDriver() = default;
 
-void ModbusTcpDriver::poll(PollCallback done) {
+void ModbusTcpDriver::poll(PollCallback done, bool /*urgent: one connection per device*/) {
   asio::post(strand_, [self = shared_from_this(), done = std::move(done)]() mutable {
     if (self->stopped_->load()) return;
     PollResult result = self->poll_blocking();

@@ -32,7 +32,7 @@ class ModbusTcpDriver : public Driver, public std::enable_shared_from_this<Modbu
                   asio::any_io_executor io_pool);
   ~ModbusTcpDriver() override;
 
-  void poll(PollCallback done) override;
+  void poll(PollCallback done, bool urgent = false) override;
   void stop() override;
 
  private:

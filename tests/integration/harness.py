@@ -229,6 +229,7 @@ def gateway_config(work, broker, sim_ports, gateway_id="it-gw-01", poll="200ms",
   site: test-site
   building: test-building
   data_dir: data
+control: {{ socket: gatewayd.sock }}
 mqtt:
   uri: {broker.uri}
   max_inflight: {max_inflight}

@@ -11,6 +11,7 @@ GOOD = """gateway:
   site: s
   building: b
   data_dir: {data_dir}
+control: {{ socket: gatewayd.sock }}
 mqtt:
   uri: tcp://127.0.0.1:1
 devices:
@@ -65,10 +66,10 @@ def main():
         typo = write("typo.yaml", GOOD.format(data_dir="data").replace("    poll: 1s", "    pol: 1s"))
         for tool in ([gatewayd, "--check-config"], [gatewayctl, "check-config"]):
             expect(f"{os.path.basename(tool[0])} unknown key", tool + [typo], 78,
-                   "typo.yaml:13", "devices[0]", "pol")
+                   "typo.yaml:14", "devices[0]", "pol")
         bad_value = write("bad.yaml", GOOD.format(data_dir="data").replace("poll: 1s", "poll: 5"))
         expect("bad duration names line, key and value", [gatewayd, "--config", bad_value], 78,
-               "bad.yaml:13", "devices[0].poll", "'5'")
+               "bad.yaml:14", "devices[0].poll", "'5'")
         expect("missing file", [gatewayd, "--config", os.path.join(d, "nope.yaml")], 78,
                "nope.yaml")
         unbuilt = write("unbuilt.yaml", GOOD.format(data_dir="data").split("devices:")[0] +

@@ -33,6 +33,7 @@ def main():
         config = work.file("gateway.yaml")
         with open(config, "w") as f:
             f.write(f"""gateway: {{ id: {GATEWAY}, site: s, building: b, data_dir: data }}
+control: {{ socket: gatewayd.sock }}
 mqtt: {{ uri: "{broker.uri}", max_inflight: 64 }}
 devices:{devices}
 """)

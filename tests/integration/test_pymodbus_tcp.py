@@ -208,6 +208,7 @@ def write_config(work, broker, ports):
   site: test-site
   building: test-building
   data_dir: data
+control: {{ socket: gatewayd.sock }}
 mqtt:
   uri: {broker.uri}
   backoff: {{ initial: 100ms, max: 1s }}

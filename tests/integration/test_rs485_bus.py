@@ -67,6 +67,7 @@ def config(work, broker, port, timeout="200ms"):
     path = work.file("gateway.yaml")
     with open(path, "w") as f:
         f.write(f"""gateway: {{ id: {GATEWAY}, site: test-site, building: b, data_dir: data }}
+control: {{ socket: gatewayd.sock }}
 mqtt: {{ uri: "{broker.uri}", max_inflight: 32 }}
 buses:
   - {{ id: line-1, port: "{port}", baud: {BAUD} }}

@@ -67,6 +67,7 @@ def main():
         config = work.file("gateway.yaml")
         with open(config, "w") as f:
             f.write(f"""gateway: {{ id: bench-gw, site: bench, building: b, data_dir: data }}
+control: {{ socket: gatewayd.sock }}
 mqtt:
   uri: {broker.uri}
   max_inflight: {args.max_inflight}
