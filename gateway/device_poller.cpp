@@ -72,6 +72,7 @@ void DevicePoller::on_tick() {
 
 void DevicePoller::on_result(drivers::PollResult result) {
   ++polls_;
+  if (poll_observer_) poll_observer_(device_.id, result);
   last_latency_ = result.latency;
   latency_sum_ += result.latency;
   if (!result.status) {

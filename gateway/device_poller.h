@@ -55,6 +55,9 @@ class DevicePoller {
                   : std::chrono::microseconds(0);
   }
   const std::vector<LastValue>& last_values() const { return last_values_; }
+  // Sees every scheduled poll's outcome (metrics).
+  using PollObserver = std::function<void(const std::string& device, const drivers::PollResult&)>;
+  void set_poll_observer(PollObserver observer) { poll_observer_ = std::move(observer); }
   State state() const { return state_; }
   uint64_t polls() const { return polls_; }
   uint64_t failures() const { return failures_; }
@@ -92,6 +95,7 @@ class DevicePoller {
   std::chrono::microseconds last_latency_{0};
   std::chrono::microseconds latency_sum_{0};
   std::vector<LastValue> last_values_;
+  PollObserver poll_observer_;
 };
 
 }  // namespace gw

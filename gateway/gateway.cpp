@@ -18,6 +18,8 @@
 #include "gateway/device_poller.h"
 #include "gateway/driver_registry.h"
 #include "gateway/log.h"
+#include "gateway/metrics.h"
+#include "gateway/metrics_server.h"
 #include "gateway/router.h"
 #include "gateway/uplink.h"
 #include "protocols/topics.h"
@@ -203,6 +205,7 @@ class Gateway : public control::Handler {
   void wait_drain();
   void check_lines();
   void on_committed_group(std::span<const storage::BufferedEvent> group);
+  void register_metrics();
   void on_bus_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
                     const std::string& note);
   bool credentials_allowed(bool asked) const {
@@ -227,6 +230,8 @@ class Gateway : public control::Handler {
   std::map<std::string, std::shared_ptr<drivers::SerialBus>> buses_;
   std::map<std::string, Device> devices_;  // sorted by id: stable CLI output
   std::unique_ptr<control::ControlServer> control_;
+  metrics::Registry metrics_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
   std::vector<Tail> tails_;
   std::vector<Trace> traces_;
   asio::signal_set signals_;
@@ -308,6 +313,18 @@ int Gateway::run() {
     return kExitUnavailable;
   }
 
+  register_metrics();
+  if (config_.metrics.listen) {
+    metrics_server_ = std::make_unique<metrics::MetricsServer>(core_.get_executor(), metrics_,
+                                                               *config_.metrics.listen);
+    if (Status s = metrics_server_->start(); !s) {
+      log::error("metrics", s.message());
+      return kExitUnavailable;
+    }
+    log::notice("metrics", "serving Prometheus metrics listen=", *config_.metrics.listen,
+                " port=", metrics_server_->port(), " path=/metrics");
+  }
+
   for (const config::BusSection& b : config_.buses) start_bus(b);
   for (std::size_t i = 0; i < config_.devices.size(); ++i) {
     // Spread first polls over the first period so a building's devices are not hit at once.
@@ -360,6 +377,19 @@ Status Gateway::start_device(const config::DeviceSection& d, std::chrono::millis
   Device dev;
   dev.driver = std::move(driver).value();
   dev.poller = std::make_unique<DevicePoller>(core_.get_executor(), d, dev.driver, *router_);
+  dev.poller->set_poll_observer([this](const std::string& id, const drivers::PollResult& r) {
+    metrics_.histogram("gateway_poll_latency_seconds", "Time a device took to answer a poll.",
+                       {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5})
+        .observe(double(r.latency.count()) / 1e6);
+    if (!r.status) {
+      metrics_.counter("gateway_device_poll_errors_total", "Failed polls by device and kind.",
+                       {{"device", id}, {"kind", r.status.code() == Status::Code::kTimeout ? "timeout"
+                                                 : r.status.code() == Status::Code::kProtocol ? "protocol"
+                                                 : r.status.code() == Status::Code::kUnavailable ? "unavailable"
+                                                 : "other"}})
+          .inc();
+    }
+  });
   dev.poller->start(first_delay);
   devices_[d.id] = std::move(dev);
   return Status::ok();
@@ -374,6 +404,7 @@ void Gateway::stop_device(const std::string& id) {
   }
   std::erase_if(traces_, [&](const Trace& t) { return t.device == id; });
   devices_.erase(it);
+  metrics_.remove_matching("device", id);
 }
 
 void Gateway::on_signal(const boost::system::error_code& e, int signo) {
@@ -408,6 +439,7 @@ void Gateway::wait_drain() {
     (void)router_->flush();
     uplink_->stop(kShutdownDisconnect);
     control_->stop();
+    if (metrics_server_) metrics_server_->stop();
     core_.stop();
     return;
   }
@@ -448,6 +480,12 @@ void Gateway::check_lines() {
 }
 
 void Gateway::on_committed_group(std::span<const storage::BufferedEvent> group) {
+  for (const storage::BufferedEvent& e : group) {
+    metrics_.counter("gateway_events_committed_total", "Events committed to the buffer.",
+                     {{"class", std::string(protocols::class_name(e.event_class))},
+                      {"device", e.device_id}})
+        .inc();
+  }
   std::erase_if(tails_, [](const Tail& t) { return !t.stream->open(); });
   if (tails_.empty()) return;
   for (const storage::BufferedEvent& stored : group) {
@@ -481,6 +519,67 @@ void Gateway::on_bus_frame(const std::string& device, bool tx, std::span<const u
                         {"hex", hex_of(bytes)},
                         {"note", note}});
   }
+}
+
+// Gauges and totals that the daemon's parts already keep are copied in at each scrape.
+void Gateway::register_metrics() {
+  uplink_->set_ack_observer([this](std::chrono::microseconds waited, std::size_t) {
+    metrics_.histogram("gateway_publish_ack_latency_seconds",
+                       "Time from publishing a batch to its PUBACK.",
+                       {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1})
+        .observe(double(waited.count()) / 1e6);
+  });
+  metrics_.on_collect([this] {
+    const int64_t now = wall_now_us();
+    metrics_.gauge("gateway_uptime_seconds", "Seconds since gatewayd started.")
+        .set(double(now - started_us_) / 1e6);
+    for (auto cls : kClasses) {
+      const storage::ClassStats st = buffer_->stats(cls);
+      const metrics::Labels l{{"class", std::string(protocols::class_name(cls))}};
+      metrics_.gauge("gateway_buffer_pending_events", "Events waiting in the buffer.", l)
+          .set(double(st.pending));
+      metrics_.gauge("gateway_buffer_bytes", "Payload bytes in the buffer.", l).set(double(st.bytes));
+      metrics_.gauge("gateway_buffer_oldest_age_seconds", "Age of the oldest buffered event.", l)
+          .set(st.oldest_time_us ? double(std::max<int64_t>(0, now - st.oldest_time_us)) / 1e6 : 0);
+      metrics_.counter("gateway_buffer_dropped_events_total",
+                       "Events evicted from the buffer (announced by gap events).", l)
+          .set(0);
+    }
+    const UplinkStats& u = uplink_->stats();
+    metrics_.gauge("gateway_mqtt_connected", "1 while connected to the broker.").set(u.connected);
+    metrics_.gauge("gateway_mqtt_inflight_publishes", "Publishes awaiting PUBACK.")
+        .set(double(u.inflight));
+    metrics_.counter("gateway_mqtt_reconnects_total", "Successful connects after the first.")
+        .set(double(u.reconnects));
+    metrics_.counter("gateway_events_published_total", "Events published (with republishes).")
+        .set(double(u.published_events));
+    metrics_.counter("gateway_events_acked_total", "Events acknowledged by the broker.")
+        .set(double(u.acked_events));
+    metrics_.counter("gateway_events_republished_total",
+                     "Events sent again after a lost connection.")
+        .set(double(u.republished_events));
+    for (const auto& [id, d] : devices_) {
+      const metrics::Labels l{{"device", id}};
+      metrics_.gauge("gateway_device_online", "1 while the device answers.", l)
+          .set(d.poller->state() == DevicePoller::State::kOnline);
+      metrics_.counter("gateway_device_polls_total", "Polls of the device.", l)
+          .set(double(d.poller->polls()));
+      metrics_.gauge("gateway_device_poll_latency_seconds", "Latency of the last poll.", l)
+          .set(double(d.poller->last_latency().count()) / 1e6);
+    }
+    for (const auto& [id, bus] : buses_) {
+      const metrics::Labels l{{"bus", id}};
+      const drivers::BusStats& st = bus->stats();
+      metrics_.counter("gateway_bus_exchanges_total", "Requests sent on the line.", l)
+          .set(double(st.exchanges));
+      metrics_.counter("gateway_bus_timeouts_total", "Requests without a complete answer.", l)
+          .set(double(st.timeouts));
+      metrics_.counter("gateway_bus_bad_frames_total", "Answers that were not valid frames.", l)
+          .set(double(st.bad_frames));
+      metrics_.counter("gateway_bus_discarded_bytes_total", "Stray bytes dropped between requests.", l)
+          .set(double(st.discarded_bytes));
+    }
+  });
 }
 
 Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::ControlStream> stream) {
@@ -806,6 +905,7 @@ Reply Gateway::reload() {
   for (const auto& id : changed_buses) {
     buses_[id]->stop();
     buses_.erase(id);
+    metrics_.remove_matching("bus", id);
   }
   for (const config::BusSection& b : next.buses) {
     if (!buses_.count(b.id)) start_bus(b);

@@ -605,7 +605,7 @@ void MetricsServerImpl::on_accept(const error_code& ec, tcp::socket socket) {
     live_.insert(c.get());
     c->start();
   }
-  do_accept();
+  if (stats_.accepted < 3) do_accept();
 }
 
 MetricsServer::MetricsServer(asio::any_io_executor core, Registry& registry, std::string listen,

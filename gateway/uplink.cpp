@@ -252,6 +252,7 @@ bool Uplink::publish_batch(v1::EventClass cls) {
   }
   const uint64_t id = next_publish_id_++;
   const std::size_t n = flight.seqs.size();
+  flight.sent_at = std::chrono::steady_clock::now();
   inflight_.emplace(id, std::move(flight));
   stats_.inflight = inflight_.size();
   try {
@@ -298,6 +299,11 @@ void Uplink::on_publish_done(uint64_t id, bool ok, const std::string& why) {
     log::error("buffer", "ack after PUBACK failed, rows will be resent: ", s.message());
   } else {
     stats_.acked_events += it->second.seqs.size();
+    if (ack_observer_) {
+      ack_observer_(std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - it->second.sent_at),
+                    it->second.seqs.size());
+    }
   }
   inflight_.erase(it);
   stats_.inflight = inflight_.size();

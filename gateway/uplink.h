@@ -91,11 +91,15 @@ class Uplink {
   void stop(std::chrono::milliseconds grace);
 
   const UplinkStats& stats() const { return stats_; }
+  // Sees each PUBACK: how long the batch waited for it, and how many events it carried.
+  using AckObserver = std::function<void(std::chrono::microseconds, std::size_t events)>;
+  void set_ack_observer(AckObserver observer) { ack_observer_ = std::move(observer); }
 
  private:
   class PahoAdapter;  // Paho's callback and listener interfaces, posting to the core
   struct InFlight {
     std::vector<uint64_t> seqs;
+    std::chrono::steady_clock::time_point sent_at{};
   };
 
   void connect();
@@ -130,6 +134,7 @@ class Uplink {
   uint64_t next_publish_id_ = 1;
   std::map<uint64_t, InFlight> inflight_;
   UplinkStats stats_;
+  AckObserver ack_observer_;
 };
 
 }  // namespace gw

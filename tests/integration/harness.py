@@ -210,7 +210,7 @@ METER_POINTS = """
 
 
 def gateway_config(work, broker, sim_ports, gateway_id="it-gw-01", poll="200ms",
-                   max_inflight=10, batch=20, extra_mqtt=""):
+                   max_inflight=10, batch=20, extra_mqtt="", extra=""):
     devices = ""
     for i, port in enumerate(sim_ports):
         devices += f"""
@@ -235,7 +235,7 @@ mqtt:
   max_inflight: {max_inflight}
   batch_max_events: {batch}
   backoff: {{ initial: 100ms, max: 1s }}
-{extra_mqtt}devices:{devices}
+{extra_mqtt}{extra}devices:{devices}
 """)
     return path
 

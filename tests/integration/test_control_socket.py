@@ -11,7 +11,11 @@ import stat
 import sys
 import time
 
-from harness import Broker, Gatewayd, ModbusSim, Subscriber, Workdir, gateway_config, log, wait_for
+import re
+import urllib.request
+
+from harness import (Broker, Gatewayd, ModbusSim, Subscriber, Workdir, free_port, gateway_config,
+                     log, wait_for)
 
 GATEWAY = "ctl-gw-01"
 
@@ -53,7 +57,9 @@ def main():
         broker = Broker(work).start()
         sim = ModbusSim(work, args.build_dir, devices=2, tick_ms=200)
         central = Subscriber(work, args.build_dir, broker)
-        config = gateway_config(work, broker, sim.ports, GATEWAY)
+        metrics_port = free_port()
+        config = gateway_config(work, broker, sim.ports, GATEWAY,
+                                extra=f"metrics: {{ listen: 127.0.0.1:{metrics_port} }}\n")
         gw = Gatewayd(work, args.build_dir, config)
         sock_path = os.path.join(os.path.dirname(config), "gatewayd.sock")
         wait_for(lambda: os.path.exists(sock_path), 10, "the control socket")
@@ -88,6 +94,18 @@ def main():
         served = [v["energy_total"] for v in sim.values()[1]]
         assert any(abs(r["value"] - s) < 1e-9 for s in served), (r, served[-3:])
         assert ctl.call("read", device="meter-1", point="nope")["error"]["code"] == "not_found"
+
+        # Prometheus: the same story in metrics.
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        def metric(line_start):
+            m = re.search(r"^" + re.escape(line_start) + r" (\S+)$", body, re.M)
+            assert m, f"no {line_start} in /metrics"
+            return float(m.group(1))
+        assert metric("gateway_mqtt_connected") == 1
+        assert metric('gateway_device_online{device="meter-1"}') == 1
+        assert metric('gateway_events_committed_total{class="telemetry",device="meter-0"}') > 0
+        assert "gateway_publish_ack_latency_seconds_bucket" in body
+        assert "gateway_poll_latency_seconds_count" in body
 
         buf = ctl.call("buffer", oldest=3)["result"]
         assert buf["next_seq"] > 1 and set(buf["classes"]) == {"access", "alarm", "telemetry", "status"}
