@@ -277,8 +277,9 @@ void Registry::render_family(std::string& out, const std::string& name, const Fa
   append_escaped(out, f.help, false);
   out += "\n# TYPE ";
   out += name;
-  out += f.type == Type::kCounter ? " counter\n" : f.type == Type::kGauge ? " gauge\n"
-                                                                          : " histogram\n";
+  out += f.type == Type::kCounter ? " counter\n"
+         : f.type == Type::kGauge ? " gauge\n"
+                                  : " histogram\n";
   for (const auto& [labels, series] : f.series) {
     if (const auto* c = std::get_if<Counter>(&series)) {
       append_sample(out, name, "", labels, c->value());

@@ -106,8 +106,8 @@ class Registry {
   struct Family {
     Type type;
     std::string help;
-    std::vector<double> bounds;           // histograms only
-    std::map<Labels, Series> series;      // labels sorted by name; std::map keeps references valid
+    std::vector<double> bounds;       // histograms only
+    std::map<Labels, Series> series;  // labels sorted by name; std::map keeps references valid
   };
 
   Family& family(std::string_view name, std::string_view help, Type type,

@@ -23,8 +23,21 @@ bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c
 bool is_tchar(unsigned char c) {
   if (is_alpha(c) || is_digit(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -236,15 +249,24 @@ constexpr std::string_view kTextType = "text/plain; charset=utf-8";
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Error";
   }
 }
 
@@ -254,35 +276,39 @@ struct Response {
   std::string body;  // empty for HEAD
 };
 
-Response make_response(int status, std::string_view content_type, std::string body,
-                       bool head_only, std::string_view extra_headers = {}) {
+Response make_response(int status, std::string_view content_type, std::string body, bool head_only,
+                       std::string_view extra_headers = {}) {
   Response r;
   r.status = status;
   r.head = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
            "\r\nContent-Type: " + std::string(content_type) +
-           "\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\nConnection: close\r\n" + std::string(extra_headers) + "\r\n";
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" +
+           std::string(extra_headers) + "\r\n";
   if (!head_only) r.body = std::move(body);
   return r;
 }
 
-Response error_response(int status, std::string_view reason, std::string_view extra = {}) {
-  return make_response(status, kTextType, std::string(reason) + "\n", false, extra);
+// A response to HEAD never has a body (RFC 9110 §9.3.2), whatever its status.
+Response error_response(int status, std::string_view reason, bool head_only,
+                        std::string_view extra = {}) {
+  return make_response(status, kTextType, std::string(reason) + "\n", head_only, extra);
 }
 
 // What to answer; the only place that knows the routes.
 Response route(const RequestHead& req, Registry& registry, std::size_t max_body_bytes) {
-  if (req.state == ParseState::kBad) return error_response(req.status, req.reason);
+  if (req.state == ParseState::kBad) return error_response(req.status, req.reason, false);
+  const bool head_only = req.method == "HEAD";
   if (req.content_length && *req.content_length > max_body_bytes) {
-    return error_response(413, "request body larger than " + std::to_string(max_body_bytes) +
-                                   " bytes");
+    return error_response(
+        413, "request body larger than " + std::to_string(max_body_bytes) + " bytes", head_only);
   }
   const std::string_view path = request_path(req.target);
   const bool metrics = path == "/metrics";
-  if (!metrics && path != "/") return error_response(404, "not found; metrics are at /metrics");
-  const bool head_only = req.method == "HEAD";
+  if (!metrics && path != "/") {
+    return error_response(404, "not found; metrics are at /metrics", head_only);
+  }
   if (!head_only && req.method != "GET") {
-    return error_response(405, "method not allowed; use GET", "Allow: GET, HEAD\r\n");
+    return error_response(405, "method not allowed; use GET", false, "Allow: GET, HEAD\r\n");
   }
   if (metrics) return make_response(200, kExpositionType, registry.render(), head_only);
   return make_response(200, kTextType, "Campus Edge Gateway: Prometheus metrics are at /metrics\n",
@@ -323,13 +349,13 @@ class Connection;
 class MetricsServerImpl : public std::enable_shared_from_this<MetricsServerImpl> {
  public:
   MetricsServerImpl(asio::any_io_executor core, Registry& registry, std::string listen,
-       MetricsServerOptions options)
-      : core_(core),
+                    MetricsServerOptions options)
+      : core_(std::move(core)),
         registry_(registry),
         listen_(std::move(listen)),
         options_(options),
-        acceptor_(core),
-        retry_timer_(core) {}
+        acceptor_(core_),
+        retry_timer_(core_) {}
 
   Status start();
   error_code listen_on(const tcp::endpoint& endpoint);
@@ -396,14 +422,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       finish();
       return;
     }
-    deadline_.async_wait([self = shared_from_this()](const error_code&) { self->check_deadline(); });
+    deadline_.async_wait(
+        [self = shared_from_this()](const error_code&) { self->check_deadline(); });
   }
 
   void do_read() {
-    socket_.async_read_some(asio::buffer(chunk_),
-                            [self = shared_from_this()](const error_code& ec, std::size_t n) {
-                              self->on_read(ec, n);
-                            });
+    socket_.async_read_some(
+        asio::buffer(chunk_),
+        [self = shared_from_this()](const error_code& ec, std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(const error_code& ec, std::size_t n) {
@@ -434,20 +460,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Response r = route(h, server_->registry_, server_->options_.max_body_bytes);
     if (h.state == ParseState::kBad || r.status == 413) {
       ++server_->stats_.bad_requests;
-      log::debug("metrics", "answered ", r.status, ": ", h.reason);
+      log::debug("metrics", "answered ", r.status, " ", reason_phrase(r.status),
+                 h.reason.empty() ? "" : ": ", h.reason);
     }
-    const std::size_t body_seen = h.state == ParseState::kGood ? received_.size() - h.head_bytes : 0;
-    drain_left_ = server_->options_.max_body_bytes -
-                  std::min(body_seen, server_->options_.max_body_bytes);
+    const std::size_t body_seen =
+        h.state == ParseState::kGood ? received_.size() - h.head_bytes : 0;
+    drain_left_ =
+        server_->options_.max_body_bytes - std::min(body_seen, server_->options_.max_body_bytes);
     received_.clear();
     response_ = std::move(r);
     deadline_.expires_after(server_->options_.timeout);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(response_.head),
                                                     asio::buffer(response_.body)};
-    asio::async_write(socket_, buffers,
-                      [self = shared_from_this()](const error_code& ec, std::size_t) {
-                        self->on_write(ec);
-                      });
+    asio::async_write(
+        socket_, buffers,
+        [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(const error_code& ec) {
@@ -461,8 +488,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     response_ = {};
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
-    deadline_.expires_after(std::min<std::chrono::milliseconds>(server_->options_.timeout,
-                                                                kMaxLinger));
+    deadline_.expires_after(
+        std::min<std::chrono::milliseconds>(server_->options_.timeout, kMaxLinger));
     do_drain();
   }
 
@@ -529,8 +556,8 @@ Status MetricsServerImpl::start() {
   auto unavailable = [this](const error_code& ec) {
     error_code ignored;
     acceptor_.close(ignored);
-    return Status::unavailable("cannot listen on " + listen_ + " (metrics.listen): " +
-                               ec.message());
+    return Status::unavailable("cannot listen on " + listen_ +
+                               " (metrics.listen): " + ec.message());
   };
   error_code ec;
   std::vector<tcp::endpoint> candidates;
@@ -555,7 +582,8 @@ Status MetricsServerImpl::start() {
     if (!first_error) first_error = ec;
   }
   if (ec) return unavailable(first_error);
-  log::info("metrics", "serving Prometheus metrics on ", listen_, " (port ", port_, ") at /metrics");
+  log::info("metrics", "serving Prometheus metrics on ", listen_, " (port ", port_,
+            ") at /metrics");
   do_accept();
   return Status::ok();
 }
@@ -605,12 +633,13 @@ void MetricsServerImpl::on_accept(const error_code& ec, tcp::socket socket) {
     live_.insert(c.get());
     c->start();
   }
-  if (stats_.accepted < 3) do_accept();
+  do_accept();
 }
 
 MetricsServer::MetricsServer(asio::any_io_executor core, Registry& registry, std::string listen,
                              MetricsServerOptions options)
-    : impl_(std::make_shared<MetricsServerImpl>(core, registry, std::move(listen), options)) {}
+    : impl_(std::make_shared<MetricsServerImpl>(std::move(core), registry, std::move(listen),
+                                                options)) {}
 
 MetricsServer::~MetricsServer() { impl_->stop(); }
 

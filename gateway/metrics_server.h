@@ -4,12 +4,12 @@
 // treats every byte as hostile: a request head is capped at 8 KiB (431), a body at 64 KiB (413,
 // else read and discarded), a client gets one deadline (default 5 s) to deliver its whole head and
 // another to take the answer, at most 32 connections are open at once (more are closed on accept),
-// and any malformed input gets a 4xx with a one-line reason, never a crash; it then goes on
-// serving. Running out of file descriptors pauses accepting briefly instead of spinning.
+// and malformed input gets a 4xx (505 for HTTP/2+) with a one-line reason, never a crash; then on
+// it serves the next client. Running out of file descriptors pauses accepting, not spinning.
 //
 // Threading: runs entirely on the executor it is given (the core thread); never blocks, except
 // start() resolving a host name once. Construct, start, stop and destroy it on that thread (or
-// while the loop is not running). The Registry must outlive it.
+// while the loop is not running), and before its io_context. The Registry must outlive it.
 #pragma once
 
 #include <chrono>
@@ -40,9 +40,9 @@ struct RequestHead {
   std::string_view reason;
   // kGood:
   std::string method;
-  std::string target;            // as sent, e.g. "/metrics?x=1"
-  int version_minor = 1;         // HTTP/1.<minor>
-  std::size_t head_bytes = 0;    // through the empty line; what follows is body (or junk)
+  std::string target;          // as sent, e.g. "/metrics?x=1"
+  int version_minor = 1;       // HTTP/1.<minor>
+  std::size_t head_bytes = 0;  // through the empty line; what follows is body (or junk)
   std::optional<uint64_t> content_length;
   bool transfer_encoding = false;  // a body of unknown length follows
 };
@@ -73,10 +73,10 @@ struct MetricsServerOptions {
 class MetricsServer {
  public:
   struct Stats {
-    uint64_t accepted = 0;   // connections taken on
-    uint64_t refused = 0;    // closed on accept: max_connections already open
-    uint64_t timed_out = 0;  // closed at a deadline
-    uint64_t responses = 0;  // responses written, any status
+    uint64_t accepted = 0;      // connections taken on
+    uint64_t refused = 0;       // closed on accept: max_connections already open
+    uint64_t timed_out = 0;     // closed at a deadline before the response was out
+    uint64_t responses = 0;     // responses written, any status
     uint64_t bad_requests = 0;  // of which 4xx/5xx because of the request's bytes
   };
 
@@ -94,12 +94,13 @@ class MetricsServer {
   // Closes the listener and every connection. Idempotent.
   void stop();
 
-  uint16_t port() const;           // the bound port, after a successful start()
+  uint16_t port() const;            // the bound port, after a successful start()
   std::size_t connections() const;  // open right now
   const Stats& stats() const;
 
  private:
-  std::shared_ptr<MetricsServerImpl> impl_;  // shared with in-flight handlers, which may outlive this object
+  // Shared with in-flight handlers, which may run after this object is gone.
+  std::shared_ptr<MetricsServerImpl> impl_;
 };
 
 }  // namespace gw::metrics

@@ -39,7 +39,8 @@ for _ in $(seq 100); do [ -s "$run/ports.txt" ] && [ "$(wc -l <"$run/ports.txt")
 
 # The demo config: deploy/demo/gateway.yaml with this run's ports filled in.
 mapfile -t ports < <(awk '{print $NF}' "$run/ports.txt")
-sed -e "s/@BROKER_PORT@/$broker_port/" -e "s/@METER0_PORT@/${ports[0]}/" \
+metrics_port=$(free_port)
+sed -e "s/@BROKER_PORT@/$broker_port/" -e "s/@METRICS_PORT@/$metrics_port/" -e "s/@METER0_PORT@/${ports[0]}/" \
     -e "s/@METER1_PORT@/${ports[1]}/" -e "s/@METER2_PORT@/${ports[2]}/" \
     "$root/deploy/demo/gateway.yaml" >"$run/gateway.yaml"
 
@@ -49,6 +50,8 @@ sleep 0.5
 "$build/gateway/gatewayd" --config "$run/gateway.yaml" 2>"$run/gatewayd.log" & pids+=($!)
 gw_pid=$!
 echo "demo: gateway running (config $run/gateway.yaml, log $run/gatewayd.log); showing events for ${seconds}s, Ctrl-C to stop" >&2
+echo "demo: meanwhile, in another terminal:  $build/tools/gatewayctl/gatewayctl --config $run/gateway.yaml status" >&2
+echo "demo:                                   curl -s http://127.0.0.1:$metrics_port/metrics" >&2
 sleep "$seconds"
 kill -TERM "$gw_pid"; wait "$gw_pid" || true
 sleep 1

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
 #include <future>
@@ -14,8 +15,6 @@
 #include <optional>
 #include <random>
 #include <thread>
-
-#include <catch2/catch.hpp>
 
 using gw::metrics::MetricsServer;
 using gw::metrics::MetricsServerOptions;
@@ -39,8 +38,7 @@ constexpr std::string_view kGoodLf = "HEAD / HTTP/1.0\nAccept: */*\n\n";
 RequestHead parse(std::string_view bytes) { return parse_request_head(bytes); }
 
 std::string head_with_header_of(std::size_t value_bytes) {
-  return "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(value_bytes, 'a') +
-         "\r\n\r\n";
+  return "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(value_bytes, 'a') + "\r\n\r\n";
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -162,8 +160,9 @@ class Client {
 class LoopbackServer {
  public:
   explicit LoopbackServer(MetricsServerOptions options = {}) {
-    registry.gauge("gw_device_up", "1 when the device answered its last poll.",
-                   {{"device", "meter-b1-01"}})
+    registry
+        .gauge("gw_device_up", "1 when the device answered its last poll.",
+               {{"device", "meter-b1-01"}})
         .set(1);
     registry.counter("gw_events_committed_total", "Events committed.", {{"class", "access"}})
         .inc(12);
@@ -412,8 +411,9 @@ TEST_CASE("parser: refusal is final and acceptance is stable as bytes arrive") {
   // with the same head. Random mutations of good requests exercise both sides.
   const std::string_view seeds[] = {kGoodCrlf, kGoodLf,
                                     "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"};
-  const std::string_view pieces[] = {" ", "\r\n", "\n", "\r", ":", "\t", std::string_view("\0", 1),
-                                     "\xff", "x", "HTTP/1.1", "Host: y\r\n"};
+  const std::string_view pieces[] = {
+      " ",    "\r\n", "\n",       "\r",         ":", "\t", std::string_view("\0", 1),
+      "\xff", "x",    "HTTP/1.1", "Host: y\r\n"};
   std::mt19937 rng(1234);
   int outcomes[3] = {0, 0, 0};
   for (int round = 0; round < 20000; ++round) {
@@ -421,9 +421,15 @@ TEST_CASE("parser: refusal is final and acceptance is stable as bytes arrive") {
     for (unsigned m = rng() % 3; m > 0; --m) {
       const std::size_t at = rng() % (s.size() + 1);
       switch (rng() % 3) {
-        case 0: s.insert(at, pieces[rng() % std::size(pieces)]); break;
-        case 1: if (at < s.size()) s.erase(at, 1 + rng() % 4); break;
-        default: if (at < s.size()) s[at] = static_cast<char>(rng()); break;
+        case 0:
+          s.insert(at, pieces[rng() % std::size(pieces)]);
+          break;
+        case 1:
+          if (at < s.size()) s.erase(at, 1 + rng() % 4);
+          break;
+        default:
+          if (at < s.size()) s[at] = static_cast<char>(rng());
+          break;
       }
     }
     if (rng() % 2) s.resize(rng() % (s.size() + 1));
@@ -483,6 +489,11 @@ TEST_CASE("server: HEAD gets the headers without the body, / points at /metrics"
   REQUIRE(r.status == 200);
   CHECK(r.headers.at("content-type") == "text/plain; charset=utf-8");
   CHECK(r.body.find("/metrics") != std::string::npos);
+
+  r = s.exchange("HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(r.status == 404);
+  CHECK(r.body.empty());
+  CHECK(r.headers.at("content-length") != "0");  // what a GET would have carried
 
   CHECK(s.get("/metrics?x=1").status == 200);
   CHECK(s.get("http://gw.example:9108/metrics").status == 200);
@@ -597,8 +608,7 @@ TEST_CASE("server: silent and trickling clients are closed at the deadline") {
   CHECK(s.get("/metrics").status == 200);
 }
 
-TEST_CASE("server: the default idle timeout closes a silent client after about 5 s",
-          "[.slow]") {
+TEST_CASE("server: the default idle timeout closes a silent client after about 5 s", "[.slow]") {
   LoopbackServer s;
   const auto started = std::chrono::steady_clock::now();
   Client silent(s.port);

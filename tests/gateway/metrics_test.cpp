@@ -4,12 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <csignal>
 #include <functional>
 #include <limits>
-
-#include <catch2/catch.hpp>
 
 using gw::metrics::format_value;
 using gw::metrics::Registry;
@@ -183,8 +182,11 @@ TEST_CASE("label values are escaped and kept valid UTF-8") {
   using gw::metrics::escape_label_value;
   CHECK(escape_label_value("plain") == "plain");
   CHECK(escape_label_value("a\\b\"c\nd") == "a\\\\b\\\"c\\nd");
-  CHECK(escape_label_value("Zählerraum 3") == "Zählerraum 3");           // valid UTF-8 kept
-  CHECK(escape_label_value("\xff" "ab\xc3") == "\xEF\xBF\xBD" "ab\xEF\xBF\xBD");  // bad bytes
+  CHECK(escape_label_value("Zählerraum 3") == "Zählerraum 3");  // valid UTF-8 kept
+  CHECK(escape_label_value("\xff"
+                           "ab\xc3") ==
+        "\xEF\xBF\xBD"
+        "ab\xEF\xBF\xBD");                                                              // bad bytes
   CHECK(escape_label_value("\xed\xa0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
   CHECK(escape_label_value("\xc0\xaf") == "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
 }
@@ -205,8 +207,8 @@ TEST_CASE("histogram buckets: upper bounds are inclusive, NaN dropped, +Inf impl
   Registry r;
   auto& h = r.histogram("gw_h", "H.", {1, 2, std::numeric_limits<double>::infinity()});
   CHECK(h.upper_bounds() == std::vector<double>{1, 2});  // the trailing +Inf is the implicit one
-  h.observe(1);    // le="1"
-  h.observe(1.5);  // le="2"
+  h.observe(1);                                          // le="1"
+  h.observe(1.5);                                        // le="2"
   h.observe(std::numeric_limits<double>::quiet_NaN());
   h.observe(100);  // only +Inf
   CHECK(h.count() == 3);

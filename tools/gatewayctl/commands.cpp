@@ -145,6 +145,21 @@ int status_exit(const Status& st) {
              : kExitUnavailable;
 }
 
+// "gatewayctl: <command>: <message> (<code>)"; a message of several lines (reload's config
+// errors) gets one prefixed line each, the code on the last. 69 for unavailable, else 1.
+int report_daemon_error(Session& s, const Reply& reply) {
+  std::string_view message = reply.message;
+  while (!message.empty() && message.back() == '\n') message.remove_suffix(1);
+  for (;;) {
+    const std::size_t nl = message.find('\n');
+    if (nl == std::string_view::npos) break;
+    s.err() << "gatewayctl: " << s.name << ": " << message.substr(0, nl) << "\n";
+    message.remove_prefix(nl + 1);
+  }
+  s.err() << "gatewayctl: " << s.name << ": " << message << " (" << reply.code << ")\n";
+  return reply.code == control::error_code::kUnavailable ? kExitUnavailable : kExitFailure;
+}
+
 // One request; prints any failure as the contract asks and sets *exit.
 std::optional<Json> call(Session& s, ControlClient& client, std::string_view cmd, const Json& args,
                          int* exit) {
@@ -154,9 +169,7 @@ std::optional<Json> call(Session& s, ControlClient& client, std::string_view cmd
     return std::nullopt;
   }
   if (!reply->ok) {
-    *exit = s.fail(reply->code == control::error_code::kUnavailable ? kExitUnavailable
-                                                                    : kExitFailure,
-                   reply->message + " (" + reply->code + ")");
+    *exit = report_daemon_error(s, *reply);
     return std::nullopt;
   }
   return reply->result;
@@ -211,7 +224,7 @@ int cmd_status(Session& s) {
   if (s.json()) {
     print_json(s, *result);
   } else {
-    s.out() << status_screen(*result, now_us(s.ctx), s.style);
+    s.out() << status_screen(*result, now_us(s.ctx), s.style, s.ctx.width);
   }
   return kExitOk;
 }
@@ -226,17 +239,13 @@ int cmd_devices(Session& s) {
   Json args = Json::object();
   if (!s.inv.args.empty()) args["device"] = s.inv.args[0];
   Result<Reply> reply = client->call("devices", args, s.timeout_ms);
-  if (reply && !reply->ok && reply->code == control::error_code::kNotFound &&
-      !s.inv.args.empty()) {
-    s.fail(kExitFailure, reply->message + " (" + reply->code + ")");
-    suggest_device(s, *client, s.inv.args[0]);
-    return kExitFailure;
-  }
   if (!reply) return s.fail(status_exit(reply.status()), reply.status().message());
   if (!reply->ok) {
-    return s.fail(reply->code == control::error_code::kUnavailable ? kExitUnavailable
-                                                                   : kExitFailure,
-                  reply->message + " (" + reply->code + ")");
+    const int code = report_daemon_error(s, *reply);
+    if (reply->code == control::error_code::kNotFound && !s.inv.args.empty()) {
+      suggest_device(s, *client, s.inv.args[0]);
+    }
+    return code;
   }
   const Json& result = reply->result;
   if (s.json()) {
@@ -265,10 +274,13 @@ int cmd_read(Session& s) {
   Result<Reply> reply = client->call("read", args, s.timeout_ms);
   if (!reply) return s.fail(status_exit(reply.status()), reply.status().message());
   if (!reply->ok) {
-    s.fail(reply->code == control::error_code::kUnavailable ? kExitUnavailable : kExitFailure,
-           reply->message + " (" + reply->code + ")");
-    if (reply->code == control::error_code::kNotFound) suggest_device(s, *client, s.inv.args[0]);
-    return reply->code == control::error_code::kUnavailable ? kExitUnavailable : kExitFailure;
+    const int code = report_daemon_error(s, *reply);
+    // "no device" deserves a suggestion; "no point" already lists the device's points.
+    if (reply->code == control::error_code::kNotFound &&
+        reply->message.find("no point") == std::string::npos) {
+      suggest_device(s, *client, s.inv.args[0]);
+    }
+    return code;
   }
   if (s.json()) {
     print_json(s, reply->result);
@@ -334,13 +346,12 @@ int stream(Session& s, std::string_view cmd, const Json& args, bool show_credent
       if (field(m, "ok").is_null()) continue;
       Reply reply = to_reply(m);
       if (!reply.ok) {
-        s.fail(reply.code == control::error_code::kUnavailable ? kExitUnavailable : kExitFailure,
-               reply.message + " (" + reply.code + ")");
+        const int code = report_daemon_error(s, reply);
         if (reply.code == control::error_code::kNotFound && args.contains("device")) {
           client->set_interrupt_fd(-1);
           suggest_device(s, *client, get_string(args, "device"));
         }
-        return reply.code == control::error_code::kUnavailable ? kExitUnavailable : kExitFailure;
+        return code;
       }
       started = true;
       if (!s.json()) {

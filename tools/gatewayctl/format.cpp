@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -38,6 +39,37 @@ bool local_tm(int64_t at_us, std::tm* out) {
 
 std::string or_dash(const std::string& s) { return s.empty() ? std::string("-") : s; }
 
+// A reading for people. A value that is exactly a float (a float32 register) prints as the
+// float it is: 231.9477, not 231.9476929.
+std::string reading_text(const Json& v) {
+  if (!v.is_number_float()) return scalar_text(v);
+  const double d = v.get<double>();
+  const auto f = static_cast<float>(d);
+  if (std::isfinite(d) && static_cast<double>(f) == d) {
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, f);
+    if (ec == std::errc()) return std::string(buf, end);
+  }
+  return scalar_text(v);
+}
+
+// Consecutive log lines that differ only in their numbers ("retrying in 26ms (attempt 3)").
+bool same_but_numbers(const std::string& a, const std::string& b) {
+  auto shape = [](const std::string& s) {
+    std::string out;
+    for (char c : s) {
+      const bool digit = std::isdigit(static_cast<unsigned char>(c)) != 0;
+      if (!digit) {
+        out += c;
+      } else if (out.empty() || out.back() != '#') {
+        out += '#';
+      }
+    }
+    return out;
+  };
+  return shape(a) == shape(b);
+}
+
 uint64_t get_count(const Json& object, std::string_view key) {
   const int64_t v = get_int(object, key);
   return v < 0 ? 0 : static_cast<uint64_t>(v);
@@ -59,11 +91,13 @@ std::string device_state(const Json& d) {
   return state;
 }
 
-std::string device_address(const Json& d) {
+// "10.0.3.21:502 #1" in the table, "10.0.3.21:502 unit 1" in the detail.
+std::string device_address(const Json& d, bool verbose = false) {
   std::string address = get_string(d, "address");
   const std::string driver = get_string(d, "driver");
   if (driver.starts_with("modbus") && !field(d, "unit_id").is_null()) {
-    address += (address.empty() ? "#" : " #") + get_string(d, "unit_id");
+    if (!address.empty()) address += " ";
+    address += (verbose ? "unit " : "#") + get_string(d, "unit_id");
   }
   return or_dash(address);
 }
@@ -143,13 +177,13 @@ std::string format_bytes(uint64_t bytes) {
   return printf_string("%.1f", v) + " " + units[u];
 }
 
-std::string format_clock(int64_t at_us, int64_t now_us) {
+std::string format_clock(int64_t at_us, int64_t now_us, bool seconds) {
   std::tm tm{};
   if (at_us <= 0 || !local_tm(at_us, &tm)) return "?";
   char buf[32];
   const int64_t diff = now_us - at_us;
   if (diff > -3600LL * 1000000 && diff < 86400LL * 1000000) {
-    std::strftime(buf, sizeof buf, "%H:%M", &tm);
+    std::strftime(buf, sizeof buf, seconds ? "%H:%M:%S" : "%H:%M", &tm);
   } else {
     std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
   }
@@ -229,6 +263,13 @@ std::string render_table(const Table& t, std::size_t max_width) {
   return out;
 }
 
+// When MQTT went down: the protocol's connected_since_us is 0 while disconnected, so this uses
+// disconnected_since_us when a daemon sends it, else a non-zero connected_since_us; 0 = unknown.
+int64_t mqtt_down_since(const Json& mqtt) {
+  if (const int64_t t = get_int(mqtt, "disconnected_since_us"); t > 0) return t;
+  return get_int(mqtt, "connected_since_us");
+}
+
 bool status_is_degraded(const Json& st) {
   const Json& mqtt = field(st, "mqtt");
   const Json& buffer = field(st, "buffer");
@@ -250,8 +291,9 @@ std::string status_headline(const Json& st, int64_t now_us, const Style& style) 
     out += "MQTT connected";
     if (since > 0) out += " " + format_age((now_us - since) / 1000000);
   } else {
-    out += style.red(since > 0 ? "MQTT down since " + format_clock(since, now_us)
-                               : std::string("MQTT not connected yet"));
+    const int64_t down = mqtt_down_since(mqtt);
+    out += style.red(down > 0 ? "MQTT down since " + format_clock(down, now_us)
+                              : std::string("MQTT down"));
     if (!mqtt_error.empty()) out += " (" + mqtt_error + ")";
   }
 
@@ -279,7 +321,8 @@ std::string status_headline(const Json& st, int64_t now_us, const Style& style) 
   return out;
 }
 
-std::string status_screen(const Json& st, int64_t now_us, const Style& style) {
+std::string status_screen(const Json& st, int64_t now_us, const Style& style,
+                          std::size_t max_width) {
   std::string out = status_headline(st, now_us, style) + "\n\n";
 
   // Gateway
@@ -304,9 +347,9 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style) {
     }
   } else {
     out += style.red("down");
-    if (since > 0) {
-      out += " since " + format_clock(since, now_us) + " (" +
-             format_age((now_us - since) / 1000000) + ")";
+    if (const int64_t down = mqtt_down_since(mqtt); down > 0) {
+      out += " since " + format_clock(down, now_us) + " (" +
+             format_age((now_us - down) / 1000000) + " ago)";
     }
     out += ": " + (mqtt_error.empty() ? std::string("no error reported") : mqtt_error);
   }
@@ -364,7 +407,7 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style) {
       t.rows.push_back({get_string(*d, "id"), state_text(device_state(*d), style),
                         or_dash(get_string(*d, "last_error"))});
     }
-    std::string rendered = render_table(t);
+    std::string rendered = render_table(t, max_width);
     out += rendered.substr(rendered.find('\n') + 1);  // the section label says what the rows are
   }
 
@@ -392,11 +435,24 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style) {
     Table t;
     t.indent = kCont;
     t.headers = {"when", "component", "message"};
-    for (const Json& e : errors) {
-      t.rows.push_back({format_clock(get_int(e, "at_us"), now_us), get_string(e, "component"),
-                        get_string(e, "message")});
+    // A reconnect loop fills the list with one error in many copies; show it once, counted.
+    std::size_t i = 0;
+    while (i < errors.size()) {
+      const Json& e = errors[i];
+      const std::string component = get_string(e, "component");
+      const std::string message = get_string(e, "message");
+      std::size_t j = i + 1;
+      while (j < errors.size() && get_string(errors[j], "component") == component &&
+             same_but_numbers(get_string(errors[j], "message"), message)) {
+        ++j;
+      }
+      std::string text = message;
+      if (j - i > 1) text += " (" + std::to_string(j - i) + "x since " +
+                             format_clock(get_int(errors[j - 1], "at_us"), now_us, true) + ")";
+      t.rows.push_back({format_clock(get_int(e, "at_us"), now_us, true), component, text});
+      i = j;
     }
-    std::string rendered = render_table(t);
+    std::string rendered = render_table(t, max_width);
     out += rendered.substr(rendered.find('\n') + 1);
   } else {
     out += label(style, "Errors") + "none recently\n";
@@ -449,7 +505,7 @@ std::string devices_table(const Json& result, const Style& style, bool offline_o
 std::string device_detail(const Json& d, int64_t now_us, const Style& style) {
   std::string out = style.bold(get_string(d, "id")) + "  " + state_text(device_state(d), style);
   out += "  (" + or_dash(get_string(d, "kind")) + ", " + or_dash(get_string(d, "driver")) + " at " +
-         device_address(d) + ")\n";
+         device_address(d, true) + ")\n";
   Table t;
   t.indent = "  ";
   t.headers = {"", ""};
@@ -459,7 +515,7 @@ std::string device_detail(const Json& d, int64_t now_us, const Style& style) {
   row("last error", or_dash(get_string(d, "last_error")));
   const int64_t good = get_int(d, "last_good_read_us");
   row("last good read",
-      good > 0 ? format_clock(good, now_us) + " (" + format_age((now_us - good) / 1000000) + " ago)"
+      good > 0 ? format_clock(good, now_us, true) + " (" + format_age((now_us - good) / 1000000) + " ago)"
                : std::string("never"));
   const Json& errors = field(d, "errors");
   row("polls", format_count(get_count(d, "polls")) + ", " + format_count(get_count(d, "failures")) +
@@ -490,9 +546,9 @@ std::string device_detail(const Json& d, int64_t now_us, const Style& style) {
     for (const Json& pt : points) {
       const bool is_good = get_bool(pt, "good");
       const int64_t at = get_int(pt, "at_us");
-      p.rows.push_back({get_string(pt, "name"), or_dash(scalar_text(field(pt, "value"))),
+      p.rows.push_back({get_string(pt, "name"), or_dash(reading_text(field(pt, "value"))),
                         get_string(pt, "unit"), is_good ? style.green("good") : style.red("bad"),
-                        at > 0 ? format_clock(at, now_us) : std::string("-")});
+                        at > 0 ? format_clock(at, now_us, true) : std::string("-")});
     }
     out += render_table(p);
   } else {
@@ -574,7 +630,7 @@ std::string read_result_line(const Json& r, const Style& style) {
   const std::string latency =
       trim_decimals(printf_string("%.1f", get_double(r, "latency_ms"))) + " ms";
   if (get_bool(r, "good")) {
-    out += " = " + style.bold(scalar_text(field(r, "value")));
+    out += " = " + style.bold(reading_text(field(r, "value")));
     if (const std::string unit = get_string(r, "unit"); !unit.empty()) out += " " + unit;
     out += "  " + style.dim("(" + latency + ")");
   } else {

@@ -33,8 +33,9 @@ std::string format_age(int64_t seconds);
 std::string format_period_ms(double ms);
 // "0 B", "980 B", "1.2 KiB", "410.0 KiB", "3.4 MiB", "1.0 GiB"
 std::string format_bytes(uint64_t bytes);
-// A wall-clock time: "03:12" within 24 h of now, else "2024-05-01 03:12".
-std::string format_clock(int64_t at_us, int64_t now_us);
+// A wall-clock time: "03:12" (with seconds: "03:12:04") within 24 h of now, else
+// "2024-05-01 03:12".
+std::string format_clock(int64_t at_us, int64_t now_us, bool seconds = false);
 // "14:03:12.345" (stream lines).
 std::string format_time_ms(int64_t at_us);
 // Visible width of text: UTF-8 code points, ANSI colour sequences excluded.
@@ -58,7 +59,9 @@ inline constexpr int64_t kStaleBacklogS = 300;
 bool status_is_degraded(const Json& status);
 std::string status_headline(const Json& status, int64_t now_us, const Style& style);
 // The whole screen: headline, then MQTT, buffer per class, offline devices, buses, recent errors.
-std::string status_screen(const Json& status, int64_t now_us, const Style& style);
+// With max_width > 0 (a terminal), long messages are cut to fit one line each.
+std::string status_screen(const Json& status, int64_t now_us, const Style& style,
+                          std::size_t max_width = 0);
 
 // `devices`: one row per device, then a one-line summary.
 std::string devices_table(const Json& devices_result, const Style& style, bool offline_only,

@@ -341,6 +341,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
+constexpr std::size_t kWidth = 79;  // help text fits an 80-column terminal
+
 // Wraps a paragraph to `width` columns, each line starting with `indent`.
 std::string wrap(std::string_view text, std::size_t indent, std::size_t width) {
   std::string out;
@@ -394,10 +396,10 @@ void append_options(std::string& out, const std::vector<OptionSpec>& options) {
   for (const OptionSpec& o : options) {
     const std::string label = "  " + option_label(o);
     if (label.size() < 24) {
-      std::string first = wrap(o.help, 24, 100);
+      std::string first = wrap(o.help, 24, kWidth);
       out += label + first.substr(label.size());
     } else {
-      out += label + "\n" + wrap(o.help, 24, 100);
+      out += label + "\n" + wrap(o.help, 24, kWidth);
     }
   }
 }
@@ -528,11 +530,11 @@ std::string overview_help() {
       if (c.uses_daemon != daemon) continue;
       std::string label = "  " + std::string(c.name);
       if (!c.synopsis.empty()) label += " " + std::string(c.synopsis);
-      if (label.size() < 26) {
-        label.resize(26, ' ');
-        out += label + std::string(c.summary) + "\n";
+      const std::string summary = wrap(c.summary, 22, kWidth);
+      if (label.size() < 22) {
+        out += label + summary.substr(label.size());
       } else {
-        out += label + "\n" + std::string(26, ' ') + std::string(c.summary) + "\n";
+        out += label + "\n" + summary;
       }
     }
   };
@@ -540,17 +542,32 @@ std::string overview_help() {
   section("Without a daemon, and help:", false);
   out += "\nGlobal options (before or after the command):\n";
   append_options(out, global_options());
-  out +=
-      "\nExit status: 0 ok; 1 error (bad argument, gatewayd refused, device answered badly); "
-      "69 gatewayd or the device is unavailable; 78 bad configuration.\n"
-      "'gatewayctl help COMMAND' shows a command's options and examples; 'gatewayctl man' the "
-      "whole manual.\n";
+  out += "\n" + wrap("Exit status: 0 ok; 1 error (bad argument, gatewayd refused, device answered "
+                    "badly); 69 gatewayd or the device unavailable; 78 bad configuration.",
+                    0, kWidth);
+  out += wrap("'gatewayctl help COMMAND' shows a command's options and examples; 'gatewayctl "
+              "man | man -l -' the whole manual.",
+              0, kWidth);
   return out;
 }
 
 std::string command_help(const CommandSpec& c) {
-  std::string out = "usage: " + usage_line(c) + "\n\n";
-  for (std::string_view p : paragraphs(c.description)) out += wrap(p, 0, 100) + "\n";
+  // The usage line wraps with its continuation lines under the first option.
+  std::string head = "usage: gatewayctl " + std::string(c.name);
+  if (!c.synopsis.empty()) head += " " + std::string(c.synopsis);
+  std::string out = head;
+  std::size_t col = head.size();
+  for (const OptionSpec& o : c.options) {
+    const std::string part = "[" + option_label(o) + "]";
+    if (col + 1 + part.size() > kWidth) {
+      out += "\n" + std::string(head.size(), ' ');
+      col = head.size();
+    }
+    out += " " + part;
+    col += 1 + part.size();
+  }
+  out += "\n\n";
+  for (std::string_view p : paragraphs(c.description)) out += wrap(p, 0, kWidth) + "\n";
   if (!c.options.empty()) {
     out += "Options:\n";
     append_options(out, c.options);

@@ -114,10 +114,23 @@ std::vector<Decoded> decode_all(const ProbeRequest& r, const ProbeResult& result
     Result<double> v = protocols::decode_registers(
         spec, std::span<const uint16_t>(result.registers.data() + i, static_cast<std::size_t>(width)));
     Decoded d{i, spec.address, v.is_ok(), v.is_ok() ? *v : 0.0, {}};
-    if (!v) d.error = v.status().message();
+    if (!v) {
+      // "point '' holds NaN" -> "NaN (not a reading)": the point has no name here.
+      const std::string m = v.status().message();
+      const std::size_t holds = m.find("holds ");
+      d.error = holds == std::string::npos ? m : m.substr(holds + 6) + " (not a reading)";
+    }
     out.push_back(std::move(d));
   }
   return out;
+}
+
+// A float32 carries about 7 significant digits: 231.48, not 231.4799957.
+std::string value_text(const ProbeRequest& r, double v) {
+  if (r.type != ValueType::kFloat32) return central::format_reading(v);
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 7);
+  return ec == std::errc() ? std::string(buf, end) : central::format_reading(v);
 }
 
 }  // namespace
@@ -507,7 +520,7 @@ std::string format_probe(const ProbeRequest& r, const ProbeResult& result, const
     if (r.type) {
       std::string cell;
       if (next < decoded.size() && decoded[next].index == i) {
-        cell = decoded[next].ok ? style.bold(central::format_reading(decoded[next].value))
+        cell = decoded[next].ok ? style.bold(value_text(r, decoded[next].value))
                                 : style.red(decoded[next].error);
         ++next;
       }
