@@ -15,7 +15,7 @@ packages=(
   libssl-dev
   nlohmann-json3-dev
   mosquitto mosquitto-clients
-  socat procps python3
+  socat procps python3 tmux
   python3-pymodbus python3-serial-asyncio
   clang libclang-rt-14-dev
 )

@@ -156,13 +156,15 @@ Result<Invocation> parse_arguments(const std::vector<std::string>& argv) {
 
   if (!inv.command) {
     if (!inv.args.empty()) {
-      return Status::invalid("unknown command '" + inv.args[0] + "' (gatewayctl help lists the commands)");
+      return Status::invalid("unknown command '" + inv.args[0] +
+                             "' (gatewayctl help lists the commands)");
     }
     for (const auto& [name, value] : inv.options) {
       bool global = false;
       for (const OptionSpec& o : global_options()) global = global || o.name == name;
       if (!global) {
-        return Status::invalid("option '" + name + "' needs a command (gatewayctl help lists them)");
+        return Status::invalid("option '" + name +
+                               "' needs a command (gatewayctl help lists them)");
       }
     }
     return inv;
@@ -196,8 +198,8 @@ Result<Invocation> parse_arguments(const std::vector<std::string>& argv) {
     }
     const std::size_t missing = inv.args.size();
     const std::string what = missing < words.size() ? words[missing] : std::string("an argument");
-    return Status::invalid(std::string(c.name) + ": missing " + what + " (usage: " +
-                           usage_line(c) + ")");
+    return Status::invalid(std::string(c.name) + ": missing " + what + " (usage: " + usage_line(c) +
+                           ")");
   }
   return inv;
 }

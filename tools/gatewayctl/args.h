@@ -14,11 +14,11 @@
 namespace gw::ctl {
 
 struct Invocation {
-  const CommandSpec* command = nullptr;  // null: no command given (overview, or --version)
-  std::vector<std::string> args;         // positional arguments after the command
+  const CommandSpec* command = nullptr;        // null: no command given (overview, or --version)
+  std::vector<std::string> args;               // positional arguments after the command
   std::map<std::string, std::string> options;  // "--device" -> "meter-1"; flags -> ""
-  bool help = false;                     // --help / -h anywhere
-  bool version = false;                  // --version without a command
+  bool help = false;                           // --help / -h anywhere
+  bool version = false;                        // --version without a command
 
   bool has(const std::string& name) const { return options.count(name) != 0; }
   std::optional<std::string> get(const std::string& name) const;

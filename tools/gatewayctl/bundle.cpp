@@ -62,8 +62,10 @@ int run_child(const std::vector<std::string>& argv, const fs::path& stdout_file,
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, stdout_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0640);
-  posix_spawn_file_actions_addopen(&actions, 2, stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0640);
+  posix_spawn_file_actions_addopen(&actions, 1, stdout_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0640);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0640);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -143,7 +145,8 @@ std::string collect_daemon(const BundleInputs& in, const fs::path& dir, Manifest
     }
     Json result = reply->result;
     redact_all_credentials(result);
-    write_file(dir / (std::string(p.file) + ".json"), result.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
+    write_file(dir / (std::string(p.file) + ".json"),
+               result.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
     std::string text;
     const std::string cmd = p.cmd;
     if (cmd == "hello") {
@@ -160,7 +163,8 @@ std::string collect_daemon(const BundleInputs& in, const fs::path& dir, Manifest
       text = buffer_screen(result, gateway_id, false);
     }
     if (!text.empty()) write_file(dir / (std::string(p.file) + ".txt"), text);
-    m.add(std::string(p.file) + ".json" + (text.empty() ? "" : ", " + std::string(p.file) + ".txt"));
+    m.add(std::string(p.file) + ".json" +
+          (text.empty() ? "" : ", " + std::string(p.file) + ".txt"));
   }
   return gateway_id;
 }
@@ -180,7 +184,10 @@ void collect_config(const BundleInputs& in, const fs::path& dir, Manifest& m,
   }
   const fs::path name = fs::path(*in.config_file).filename();
   write_file(dir / "config" / name, redact_config_text(text));
-  m.add("config/" + name.string() + " (" + *in.config_file + ", secrets redacted)");
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(*in.config_file, ec);
+  m.add("config/" + name.string() + " (" + (ec ? *in.config_file : absolute.string()) +
+        ", secrets redacted)");
 
   config::LoadResult loaded = config::load_config(*in.config_file);
   std::vector<config::ConfigError> errors = loaded.errors;
@@ -202,7 +209,8 @@ void collect_config(const BundleInputs& in, const fs::path& dir, Manifest& m,
   // Shared register maps are part of what the devices do; they hold no secrets.
   std::vector<std::string> profiles;
   for (const auto& d : loaded.config->devices) {
-    if (!d.profile.empty() && std::find(profiles.begin(), profiles.end(), d.profile) == profiles.end()) {
+    if (!d.profile.empty() &&
+        std::find(profiles.begin(), profiles.end(), d.profile) == profiles.end()) {
       profiles.push_back(d.profile);
     }
   }
@@ -230,7 +238,8 @@ void collect_metrics(const std::optional<config::Config>& cfg, const fs::path& d
   }
   auto where = metrics_endpoint(*cfg->metrics.listen);
   if (!where) {
-    m.miss("metrics.txt", "cannot read metrics.listen '" + *cfg->metrics.listen + "'");
+    m.miss("metrics.txt", "metrics.listen '" + *cfg->metrics.listen +
+                              "' names no fixed port to scrape (port 0 is chosen at start-up)");
     return;
   }
   std::string error;
@@ -265,8 +274,9 @@ void collect_logs(const fs::path& dir, Manifest& m) {
   std::size_t lines = 0;
   for (char c : text) lines += c == '\n';
   if (text.find("-- No entries --") != std::string::npos || lines == 0) {
-    m.miss("logs/journal.txt", "the journal has no gatewayd entries (not run by systemd here, or "
-                               "this user may not read the journal: add it to systemd-journal)");
+    m.miss("logs/journal.txt",
+           "the journal has no gatewayd entries (not run by systemd here, or "
+           "this user may not read the journal: add it to systemd-journal)");
     return;
   }
   m.add("logs/journal.txt (" + std::to_string(lines) + " lines of journalctl -u gatewayd)");
@@ -366,13 +376,15 @@ std::optional<std::string> http_get(const HostPort& where, const std::string& pa
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto left_ms = [&] {
     return static_cast<int>(std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                                 std::chrono::steady_clock::now())
                .count()));
   };
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (const int gai = getaddrinfo(where.host.c_str(), std::to_string(where.port).c_str(), &hints, &found);
+  if (const int gai =
+          getaddrinfo(where.host.c_str(), std::to_string(where.port).c_str(), &hints, &found);
       gai != 0) {
     *error = std::string("cannot resolve ") + where.host + ": " + gai_strerror(gai);
     return std::nullopt;
@@ -407,7 +419,8 @@ std::optional<std::string> http_get(const HostPort& where, const std::string& pa
       return std::nullopt;
     }
   }
-  const std::string host_header = where.host.find(':') != std::string::npos ? "[" + where.host + "]" : where.host;
+  const std::string host_header =
+      where.host.find(':') != std::string::npos ? "[" + where.host + "]" : where.host;
   const std::string request = "GET " + path + " HTTP/1.0\r\nHost: " + host_header + ":" +
                               std::to_string(where.port) +
                               "\r\nUser-Agent: gatewayctl\r\nConnection: close\r\n\r\n";
@@ -527,7 +540,10 @@ int run_bundle(const BundleInputs& in, std::ostream& out, std::ostream& err) {
     bool ok = false;
     const std::string tar_text = read_file(tar_err, &ok);
     err << "gatewayctl: bundle: /bin/tar failed: "
-        << (rc < 0 ? error : tar_text.empty() ? "exit " + std::to_string(rc) : tar_text) << "\n";
+        << (rc < 0             ? error
+            : tar_text.empty() ? "exit " + std::to_string(rc)
+                               : tar_text)
+        << "\n";
     return kExitFailure;
   }
   const auto size = fs::file_size(output, ec);

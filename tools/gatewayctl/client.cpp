@@ -135,19 +135,22 @@ Incoming ControlClient::next(int timeout_ms) {
         for (char& c : shown) {
           if (static_cast<unsigned char>(c) < 0x20) c = '?';
         }
-        return {Incoming::Kind::kError, {},
+        return {Incoming::Kind::kError,
+                {},
                 "the peer at " + path_ + " does not speak gatewayd's control protocol (sent '" +
                     shown + "')"};
       }
       return {Incoming::Kind::kMessage, std::move(message), {}};
     }
     if (reader_.overflow()) {
-      return {Incoming::Kind::kError, {},
+      return {Incoming::Kind::kError,
+              {},
               "gatewayd sent a line longer than " + std::to_string(kMaxReplyBytes >> 20) + " MiB"};
     }
     int wait = -1;
     if (timeout_ms >= 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) return {Incoming::Kind::kTimeout, {}, {}};
       wait = static_cast<int>(left.count());
     }
@@ -158,7 +161,8 @@ Incoming ControlClient::next(int timeout_ms) {
       return {Incoming::Kind::kError, {}, std::string("poll: ") + std::strerror(errno)};
     }
     if (rc == 0) continue;  // the deadline check above decides
-    if (interrupt_fd_ >= 0 && (fds[1].revents & POLLIN)) return {Incoming::Kind::kInterrupted, {}, {}};
+    if (interrupt_fd_ >= 0 && (fds[1].revents & POLLIN))
+      return {Incoming::Kind::kInterrupted, {}, {}};
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       char buf[65536];
       const ssize_t n = ::read(fd_, buf, sizeof buf);
@@ -202,7 +206,8 @@ Result<Reply> ControlClient::call(std::string_view cmd, const Json& args, int ti
       }
       case Incoming::Kind::kTimeout:
         return Status::timeout("no answer from gatewayd at " + path_ + " within " +
-                               std::to_string(timeout_ms) + " ms (is it stuck? --timeout waits "
+                               std::to_string(timeout_ms) +
+                               " ms (is it stuck? --timeout waits "
                                "longer)");
       case Incoming::Kind::kClosed:
         return Status::unavailable("gatewayd at " + path_ +

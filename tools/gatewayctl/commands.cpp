@@ -131,9 +131,9 @@ std::unique_ptr<ControlClient> connect_daemon(Session& s, int* exit) {
   if (!path) return nullptr;
   auto client = ControlClient::connect(*path);
   if (!client) {
-    *exit = s.fail(client.status().code() == Status::Code::kInvalidArgument ? kExitFailure
-                                                                              : kExitUnavailable,
-                   client.status().message());
+    *exit = s.fail(
+        client.status().code() == Status::Code::kInvalidArgument ? kExitFailure : kExitUnavailable,
+        client.status().message());
     return nullptr;
   }
   return std::move(client).value();
@@ -331,9 +331,9 @@ int stream(Session& s, std::string_view cmd, const Json& args, bool show_credent
         return s.fail(kExitUnavailable, "no answer from gatewayd at " + client->path() +
                                             " (is it stuck? --timeout waits longer)");
       case Incoming::Kind::kClosed:
-        return s.fail(kExitUnavailable,
-                      started ? "gatewayd closed the stream (did it stop?)"
-                              : "gatewayd closed the connection without answering");
+        return s.fail(kExitUnavailable, started
+                                            ? "gatewayd closed the stream (did it stop?)"
+                                            : "gatewayd closed the connection without answering");
       case Incoming::Kind::kError:
         return s.fail(kExitFailure, in.error);
       case Incoming::Kind::kMessage:
@@ -408,7 +408,8 @@ int cmd_trace(Session& s) {
 int cmd_buffer(Session& s) {
   const bool json = s.json();
   if (auto dir = s.inv.get("--data-dir")) {
-    if (s.inv.has("--oldest")) return s.fail(kExitFailure, "--oldest needs the running gatewayd, not --data-dir");
+    if (s.inv.has("--oldest"))
+      return s.fail(kExitFailure, "--oldest needs the running gatewayd, not --data-dir");
     return run_offline_buffer(*dir, json, s.out(), s.err());
   }
   Json args = Json::object();
@@ -477,7 +478,8 @@ int cmd_version(Session& s) {
   std::string problem;
   auto client = ControlClient::connect(*path);
   if (client) {
-    Result<Reply> reply = client.value()->call("hello", Json::object(), std::min(s.timeout_ms, 3000));
+    Result<Reply> reply =
+        client.value()->call("hello", Json::object(), std::min(s.timeout_ms, 3000));
     if (reply && reply->ok) {
       doc["gatewayd"] = reply->result;
     } else {
@@ -533,11 +535,12 @@ int cmd_bundle(Session& s) {
   in.now_us = now_us(s.ctx);
   if (auto file = s.inv.get("--config")) {
     in.config_file = *file;
-  } else if (std::filesystem::exists(kDefaultConfig)) {
+  } else if (std::error_code ec; std::filesystem::exists(kDefaultConfig, ec)) {
     in.config_file = kDefaultConfig;
   }
   in.socket = path ? *path : std::string(control::kDefaultSocket);
-  if (!path) s.err() << "gatewayctl: bundle: continuing with the default socket " << in.socket << "\n";
+  if (!path)
+    s.err() << "gatewayctl: bundle: continuing with the default socket " << in.socket << "\n";
   return run_bundle(in, s.out(), s.err());
 }
 
@@ -561,7 +564,8 @@ int cmd_help(Session& s) {
 
 int cmd_completion(Session& s) {
   if (s.inv.args[0] != "bash") {
-    return s.fail(kExitFailure, "no completion for '" + s.inv.args[0] + "' (bash is the one supported)");
+    return s.fail(kExitFailure,
+                  "no completion for '" + s.inv.args[0] + "' (bash is the one supported)");
   }
   s.out() << bash_completion();
   return kExitOk;
@@ -570,7 +574,8 @@ int cmd_completion(Session& s) {
 int cmd_man(Session& s) {
   // Reproducible builds set SOURCE_DATE_EPOCH; otherwise today's date.
   std::time_t t = std::time(nullptr);
-  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH")) t = static_cast<std::time_t>(std::atoll(epoch));
+  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH"))
+    t = static_cast<std::time_t>(std::atoll(epoch));
   std::tm tm{};
   gmtime_r(&t, &tm);
   char date[16];
@@ -627,7 +632,8 @@ int run_checked(const std::vector<std::string>& argv, Context& ctx) {
   if (auto t = inv.get("--timeout")) {
     auto d = config::parse_duration(*t);
     if (!d || d->count() < 1 || d->count() > 24LL * 3600 * 1000) {
-      return s.fail(kExitFailure, "--timeout must be a duration like 500ms, 5s or 2m (got '" + *t + "')");
+      return s.fail(kExitFailure,
+                    "--timeout must be a duration like 500ms, 5s or 2m (got '" + *t + "')");
     }
     s.timeout_ms = static_cast<int>(d->count());
   }

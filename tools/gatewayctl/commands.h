@@ -16,9 +16,9 @@ namespace gw::ctl {
 struct Context {
   std::ostream& out;
   std::ostream& err;
-  bool color = false;       // stdout is a terminal and NO_COLOR is unset (--no-color still wins)
-  std::size_t width = 0;    // terminal columns for cutting long table cells; 0: never cut
-  int64_t now_us = 0;       // 0: the system clock
+  bool color = false;     // stdout is a terminal and NO_COLOR is unset (--no-color still wins)
+  std::size_t width = 0;  // terminal columns for cutting long table cells; 0: never cut
+  int64_t now_us = 0;     // 0: the system clock
   // Streams (tail, trace) end cleanly when this descriptor becomes readable. -1: run() installs
   // SIGINT/SIGTERM handlers for the duration of the stream and uses its own pipe.
   int interrupt_fd = -1;

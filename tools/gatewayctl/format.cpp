@@ -3,8 +3,8 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -302,8 +302,8 @@ std::string status_headline(const Json& st, int64_t now_us, const Style& style) 
     out += ", 0 pending";
   } else {
     const int64_t oldest = get_int(buffer, "oldest_age_s");
-    std::string text = plural(pending, "event", "events") + " waiting (oldest " +
-                       format_age(oldest) + ")";
+    std::string text =
+        plural(pending, "event", "events") + " waiting (oldest " + format_age(oldest) + ")";
     out += ", " + (oldest >= kStaleBacklogS ? style.yellow(text) : text);
   }
 
@@ -348,8 +348,8 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
   } else {
     out += style.red("down");
     if (const int64_t down = mqtt_down_since(mqtt); down > 0) {
-      out += " since " + format_clock(down, now_us) + " (" +
-             format_age((now_us - down) / 1000000) + " ago)";
+      out += " since " + format_clock(down, now_us) + " (" + format_age((now_us - down) / 1000000) +
+             " ago)";
     }
     out += ": " + (mqtt_error.empty() ? std::string("no error reported") : mqtt_error);
   }
@@ -386,10 +386,8 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
   const auto online = get_count(st, "devices_online");
   const auto offline = get_count(st, "devices_offline");
   const Json& devices = field(st, "devices");
-  const uint64_t total =
-      devices.is_array() && !devices.empty() ? devices.size() : online + offline;
-  out += label(style, "Devices") + format_count(online) + " of " + format_count(total) +
-         " online";
+  const uint64_t total = devices.is_array() && !devices.empty() ? devices.size() : online + offline;
+  out += label(style, "Devices") + format_count(online) + " of " + format_count(total) + " online";
   std::vector<const Json*> not_online;
   if (devices.is_array()) {
     for (const Json& d : devices) {
@@ -447,8 +445,9 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
         ++j;
       }
       std::string text = message;
-      if (j - i > 1) text += " (" + std::to_string(j - i) + "x since " +
-                             format_clock(get_int(errors[j - 1], "at_us"), now_us, true) + ")";
+      if (j - i > 1)
+        text += " (" + std::to_string(j - i) + "x since " +
+                format_clock(get_int(errors[j - 1], "at_us"), now_us, true) + ")";
       t.rows.push_back({format_clock(get_int(e, "at_us"), now_us, true), component, text});
       i = j;
     }
@@ -487,8 +486,9 @@ std::string devices_table(const Json& result, const Style& style, bool offline_o
               : std::string("-");
       const std::string poll = format_period_ms(get_double(d, "poll_ms_configured")) + "/" +
                                format_period_ms(get_double(d, "poll_ms_achieved"));
-      t.rows.push_back({get_string(d, "id"), state_text(state, style), or_dash(get_string(d, "driver")),
-                        device_address(d), poll, lat, format_count(get_count(d, "failures")),
+      t.rows.push_back({get_string(d, "id"), state_text(state, style),
+                        or_dash(get_string(d, "driver")), device_address(d), poll, lat,
+                        format_count(get_count(d, "failures")),
                         or_dash(get_string(d, "last_error"))});
     }
   }
@@ -514,17 +514,17 @@ std::string device_detail(const Json& d, int64_t now_us, const Style& style) {
   };
   row("last error", or_dash(get_string(d, "last_error")));
   const int64_t good = get_int(d, "last_good_read_us");
-  row("last good read",
-      good > 0 ? format_clock(good, now_us, true) + " (" + format_age((now_us - good) / 1000000) + " ago)"
-               : std::string("never"));
+  row("last good read", good > 0 ? format_clock(good, now_us, true) + " (" +
+                                       format_age((now_us - good) / 1000000) + " ago)"
+                                 : std::string("never"));
   const Json& errors = field(d, "errors");
   row("polls", format_count(get_count(d, "polls")) + ", " + format_count(get_count(d, "failures")) +
                    " failed: " + format_count(get_count(errors, "timeout")) + " timeout, " +
                    format_count(get_count(errors, "protocol")) + " protocol, " +
                    format_count(get_count(errors, "unavailable")) + " unavailable, " +
                    format_count(get_count(errors, "other")) + " other");
-  row("skipped offline", format_count(get_count(d, "skipped_while_offline")) +
-                             " polls skipped while offline");
+  row("skipped offline",
+      format_count(get_count(d, "skipped_while_offline")) + " polls skipped while offline");
   row("overruns", format_count(get_count(d, "overruns")) +
                       " polls started late because the previous one was still running");
   row("poll period", format_period_ms(get_double(d, "poll_ms_configured")) + " configured, " +
@@ -569,8 +569,7 @@ std::string buffer_screen(const Json& b, std::string_view gateway_id, bool show_
   const Json& classes = field(b, "classes");
   for (std::string_view name : class_order()) {
     const Json& c = field(classes, name);
-    std::snprintf(line, sizeof line, "  %-10s %10llu %12llu %13llds\n",
-                  std::string(name).c_str(),
+    std::snprintf(line, sizeof line, "  %-10s %10llu %12llu %13llds\n", std::string(name).c_str(),
                   static_cast<unsigned long long>(get_count(c, "pending")),
                   static_cast<unsigned long long>(get_count(c, "bytes")),
                   static_cast<long long>(get_int(c, "oldest_age_s")));
@@ -578,7 +577,7 @@ std::string buffer_screen(const Json& b, std::string_view gateway_id, bool show_
   }
   const Json& oldest = field(b, "oldest");
   if (oldest.is_array() && !oldest.empty()) {
-    out += "oldest events:\n";
+    out += "oldest events of each class:\n";
     for (const Json& e : oldest) out += "  " + event_line(e, gateway_id, show_credentials) + "\n";
   }
   return out;
@@ -617,8 +616,10 @@ std::string spaced_hex(std::string_view hex) {
 std::string trace_line(const Json& item, const Style& style) {
   const std::string dir = get_string(item, "dir", "??");
   std::string out = format_time_ms(get_int(item, "at_us")) + " " +
-                    (dir == "tx" ? style.cyan(dir) : dir == "rx" ? style.green(dir) : dir) + " " +
-                    spaced_hex(get_string(item, "hex"));
+                    (dir == "tx"   ? style.cyan(dir)
+                     : dir == "rx" ? style.green(dir)
+                                   : dir) +
+                    " " + spaced_hex(get_string(item, "hex"));
   if (const std::string note = get_string(item, "note"); !note.empty()) {
     out += "  " + style.dim(note);
   }
@@ -658,11 +659,12 @@ std::string reload_summary(const Json& r) {
   auto [nc, changed] = list("changed", "changed");
   const int64_t unchanged = get_int(r, "unchanged");
   if (na + nr + nc == 0) {
-    return "reloaded: nothing changed (" + plural(static_cast<uint64_t>(std::max<int64_t>(0, unchanged)), "device", "devices") +
+    return "reloaded: nothing changed (" +
+           plural(static_cast<uint64_t>(std::max<int64_t>(0, unchanged)), "device", "devices") +
            " unchanged)";
   }
-  return "reloaded: " + added + ", " + removed + ", " + changed + ", " +
-         std::to_string(unchanged) + " unchanged";
+  return "reloaded: " + added + ", " + removed + ", " + changed + ", " + std::to_string(unchanged) +
+         " unchanged";
 }
 
 }  // namespace gw::ctl

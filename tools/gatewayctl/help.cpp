@@ -68,8 +68,8 @@ std::vector<CommandSpec> make_table() {
           "Ctrl-C (exit status 0) or until gatewayd ends the stream. Card ids are shown as "
           "[redacted], or as their h:... hash when privacy.card_id is hmac.",
       .options = {{"--device", "DEVICE", "only this device's events", Complete::kDevice},
-                  {"--class", "CLASS",
-                   "only one event class: access, alarm, telemetry or status", Complete::kClass},
+                  {"--class", "CLASS", "only one event class: access, alarm, telemetry or status",
+                   Complete::kClass},
                   kShowCredentials,
                   {"--json", "",
                    "one JSON line per event: gatewayd's item as sent ({\"event\":{...}}, the "
@@ -123,7 +123,8 @@ std::vector<CommandSpec> make_table() {
           "With --data-dir DIR, or with --config FILE when gatewayd cannot be reached, it reads "
           "the buffer file (DIR/buffer.db) directly instead: read-only, and safe while gatewayd "
           "writes it.",
-      .options = {{"--oldest", "N", "how many of the oldest events to show (default 5)",
+      .options = {{"--oldest", "N",
+                   "how many of the oldest events of each class to show (default 5)",
                    Complete::kNone},
                   {"--data-dir", "DIR", "read the buffer file in DIR offline, without gatewayd",
                    Complete::kDir},
@@ -145,13 +146,13 @@ std::vector<CommandSpec> make_table() {
           "runs or not. FILE - writes to standard output.\n\n"
           "The data directory is --data-dir DIR, or gateway.data_dir of --config FILE. Raw card "
           "ids are written as [redacted] unless --show-credentials is given.",
-      .options = {{"--data-dir", "DIR", "the gateway's data_dir (holds buffer.db)",
-                   Complete::kDir},
+      .options = {{"--data-dir", "DIR", "the gateway's data_dir (holds buffer.db)", Complete::kDir},
                   {"--class", "CLASS", "only one event class: access, alarm, telemetry or status",
                    Complete::kClass},
                   {"--show-credentials", "", "write raw card ids as stored", Complete::kNone}},
-      .examples = {"gatewayctl buffer export /tmp/backlog.jsonl --config /etc/gatewayd/gatewayd.yaml",
-                   "gatewayctl buffer export - --data-dir /var/lib/gatewayd --class access"},
+      .examples =
+          {"gatewayctl buffer export /tmp/backlog.jsonl --config /etc/gatewayd/gatewayd.yaml",
+           "gatewayctl buffer export - --data-dir /var/lib/gatewayd --class access"},
       .uses_daemon = false,
   });
   t.push_back({
@@ -297,7 +298,8 @@ std::vector<CommandSpec> make_table() {
       .synopsis = "",
       .positional = {},
       .summary = "print the manual page (roff)",
-      .description = "Prints this manual as a roff man page. Read it with: gatewayctl man | man -l -",
+      .description =
+          "Prints this manual as a roff man page. Read it with: gatewayctl man | man -l -",
       .options = {},
       .examples = {"gatewayctl man | man -l -"},
   });
@@ -431,19 +433,32 @@ std::string shell_words(const std::vector<std::string>& words) {
 
 std::string complete_kind_name(Complete c) {
   switch (c) {
-    case Complete::kNone: return "none";
-    case Complete::kFile: return "file";
-    case Complete::kDir: return "dir";
-    case Complete::kDevice: return "device";
-    case Complete::kPoint: return "point";
-    case Complete::kCommand: return "command";
-    case Complete::kClass: return "class";
-    case Complete::kTable: return "table";
-    case Complete::kType: return "type";
-    case Complete::kWordOrder: return "word_order";
-    case Complete::kShell: return "shell";
-    case Complete::kProbeTarget: return "probe_target";
-    case Complete::kSubcommand: return "subcommand";
+    case Complete::kNone:
+      return "none";
+    case Complete::kFile:
+      return "file";
+    case Complete::kDir:
+      return "dir";
+    case Complete::kDevice:
+      return "device";
+    case Complete::kPoint:
+      return "point";
+    case Complete::kCommand:
+      return "command";
+    case Complete::kClass:
+      return "class";
+    case Complete::kTable:
+      return "table";
+    case Complete::kType:
+      return "type";
+    case Complete::kWordOrder:
+      return "word_order";
+    case Complete::kShell:
+      return "shell";
+    case Complete::kProbeTarget:
+      return "probe_target";
+    case Complete::kSubcommand:
+      return "subcommand";
   }
   return "none";
 }
@@ -542,12 +557,14 @@ std::string overview_help() {
   section("Without a daemon, and help:", false);
   out += "\nGlobal options (before or after the command):\n";
   append_options(out, global_options());
-  out += "\n" + wrap("Exit status: 0 ok; 1 error (bad argument, gatewayd refused, device answered "
+  out += "\n" + wrap(
+                    "Exit status: 0 ok; 1 error (bad argument, gatewayd refused, device answered "
                     "badly); 69 gatewayd or the device unavailable; 78 bad configuration.",
                     0, kWidth);
-  out += wrap("'gatewayctl help COMMAND' shows a command's options and examples; 'gatewayctl "
-              "man | man -l -' the whole manual.",
-              0, kWidth);
+  out += wrap(
+      "'gatewayctl help COMMAND' shows a command's options and examples; 'gatewayctl "
+      "man | man -l -' the whole manual.",
+      0, kWidth);
   return out;
 }
 
@@ -632,7 +649,8 @@ std::string bash_completion() {
        "    file) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- \"$cur\")) ;;\n"
        "    dir) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- \"$cur\")) ;;\n"
        "    device) COMPREPLY=($(compgen -W \"$(_gatewayctl_devices)\" -- \"$cur\")) ;;\n"
-       "    point) COMPREPLY=($(compgen -W \"$(_gatewayctl_points \"${args[0]}\")\" -- \"$cur\")) ;;\n"
+       "    point) COMPREPLY=($(compgen -W \"$(_gatewayctl_points \"${args[0]}\")\" -- \"$cur\")) "
+       ";;\n"
        "    command) COMPREPLY=($(compgen -W \""
     << shell_words(commands)
     << "\" -- \"$cur\")) ;;\n"
@@ -676,16 +694,18 @@ std::string bash_completion() {
        "    w=${words[i]}\n"
        "    case $w in\n"
        "      "
-    << [&] {
-         std::string alts;
-         for (const std::string& n : value_names) alts += (alts.empty() ? "" : "|") + n;
-         return alts;
-       }()
+    <<
+      [&] {
+        std::string alts;
+        for (const std::string& n : value_names) alts += (alts.empty() ? "" : "|") + n;
+        return alts;
+      }()
     << ") ((i++)) ;;\n"
        "      -*) ;;\n"
        "      *)\n"
        "        if [[ -z $cmd ]]; then cmd=$w\n"
-       "        elif [[ ${#args[@]} -eq 0 && \" $(_gatewayctl_value_subs \"$cmd\") \" == *\" $w \"* ]]; then\n"
+       "        elif [[ ${#args[@]} -eq 0 && \" $(_gatewayctl_value_subs \"$cmd\") \" == *\" $w "
+       "\"* ]]; then\n"
        "          cmd=\"$cmd $w\"\n"
        "        else args+=(\"$w\"); fi ;;\n"
        "    esac\n"
@@ -700,8 +720,7 @@ std::string bash_completion() {
     if (kind == Complete::kNone) {
       s << "    " << alts << ") return ;;\n";
     } else {
-      s << "    " << alts << ") _gatewayctl_value " << complete_kind_name(kind)
-        << "; return ;;\n";
+      s << "    " << alts << ") _gatewayctl_value " << complete_kind_name(kind) << "; return ;;\n";
     }
   }
   s << "  esac\n"
@@ -754,10 +773,11 @@ std::string man_page(std::string_view version, std::string_view date) {
     << ".SH SYNOPSIS\n.B gatewayctl\n[\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR] "
        "[\\fIOPTIONS\\fR]\n"
     << ".SH DESCRIPTION\n"
-    << roff("gatewayctl talks to a running gatewayd over its control socket (a Unix socket, mode "
-            "0660, owned by the daemon's user and group: members of that group may use it), and "
-            "can also act without one: probe a Modbus device, validate a configuration, read or "
-            "export the buffer file offline, collect a support bundle.")
+    << roff(
+           "gatewayctl talks to a running gatewayd over its control socket (a Unix socket, mode "
+           "0660, owned by the daemon's user and group: members of that group may use it), and "
+           "can also act without one: probe a Modbus device, validate a configuration, read or "
+           "export the buffer file offline, collect a support bundle.")
     << "\n.PP\n"
     << roff("The socket is --socket PATH, else control.socket of --config FILE, else " +
             std::string(control::kDefaultSocket) +
@@ -787,17 +807,20 @@ std::string man_page(std::string_view version, std::string_view date) {
   s << ".SH EXIT STATUS\n"
     << ".TP\n.B 0\nSuccess.\n"
     << ".TP\n.B 1\n"
-    << roff("Anything else: a bad argument, an error answer from gatewayd (printed as "
-            "gatewayctl: COMMAND: MESSAGE (CODE)), a device that answered badly, a lost stream.")
+    << roff(
+           "Anything else: a bad argument, an error answer from gatewayd (printed as "
+           "gatewayctl: COMMAND: MESSAGE (CODE)), a device that answered badly, a lost stream.")
     << "\n.TP\n.B 69\n"
-    << roff("A required resource is unavailable: gatewayd not running or its socket not "
-            "accessible, gatewayd answering unavailable, a device not answering a probe, a "
-            "missing buffer file.")
+    << roff(
+           "A required resource is unavailable: gatewayd not running or its socket not "
+           "accessible, gatewayd answering unavailable, a device not answering a probe, a "
+           "missing buffer file.")
     << "\n.TP\n.B 78\n"
     << roff("Bad configuration: the file, line, key path and offending value are printed.")
     << "\n.SH ENVIRONMENT\n.TP\n.B NO_COLOR\n"
-    << roff("When set (to anything), no colours. Colours are only used when standard output is a "
-            "terminal.")
+    << roff(
+           "When set (to anything), no colours. Colours are only used when standard output is a "
+           "terminal.")
     << "\n.SH FILES\n.TP\n.I " << roff(control::kDefaultSocket) << "\n"
     << roff("The default control socket.") << "\n.TP\n.I /etc/gatewayd/gatewayd.yaml\n"
     << roff("The configuration bundle reads when no --config is given.") << "\n"

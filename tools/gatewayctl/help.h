@@ -16,8 +16,8 @@ enum class Complete {
   kNone,
   kFile,
   kDir,
-  kDevice,       // device ids of the running daemon (`gatewayctl devices --json`)
-  kPoint,        // point names of the device given before it
+  kDevice,  // device ids of the running daemon (`gatewayctl devices --json`)
+  kPoint,   // point names of the device given before it
   kCommand,
   kClass,        // access alarm telemetry status
   kTable,        // holding input coil discrete
@@ -45,7 +45,7 @@ struct CommandSpec {
   std::string_view description;      // paragraphs separated by "\n\n"
   std::vector<OptionSpec> options;   // besides the global options
   std::vector<std::string_view> examples;
-  bool uses_daemon = false;          // talks to the running gatewayd
+  bool uses_daemon = false;  // talks to the running gatewayd
 };
 
 const std::vector<CommandSpec>& command_table();

@@ -57,8 +57,8 @@ std::string scalar_text(const Json& value) {
   if (value.is_null()) return "";
   if (value.is_number_float()) {
     char buf[32];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value.get<double>(),
-                                   std::chars_format::general, 10);
+    auto [end, ec] =
+        std::to_chars(buf, buf + sizeof buf, value.get<double>(), std::chars_format::general, 10);
     return ec == std::errc() ? std::string(buf, end) : value.dump();
   }
   return value.dump();

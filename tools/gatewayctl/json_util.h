@@ -28,8 +28,8 @@ std::string scalar_text(const Json& value);
 Json parse_line(std::string_view line);
 
 // Contract ("Card ids never appear raw ... unless asked"): replaces a raw access credential (one
-// not starting "h:") in a protobuf-JSON event by "[redacted]". Applied to whatever the daemon sends,
-// as a second line of defence. Returns true when something was replaced.
+// not starting "h:") in a protobuf-JSON event by "[redacted]". Applied to whatever the daemon
+// sends, as a second line of defence. Returns true when something was replaced.
 bool redact_event_credentials(Json& event);
 // Applies redact_event_credentials to every object that looks like an event, at any depth.
 void redact_all_credentials(Json& document);

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -23,6 +24,14 @@ namespace {
 
 std::string buffer_path(const std::string& data_dir) {
   return (std::filesystem::path(data_dir) / "buffer.db").string();
+}
+
+// Whether the buffer file is there; a folder we may not look into says so instead of throwing.
+bool buffer_exists(const std::string& path, std::string* why) {
+  std::error_code ec;
+  const bool there = std::filesystem::exists(path, ec);
+  if (ec) *why = "cannot look at " + path + ": " + ec.message();
+  return there;
 }
 
 }  // namespace
@@ -55,8 +64,9 @@ std::optional<std::string> data_dir_from_config(const std::string& config_file, 
 int run_offline_buffer(const std::string& data_dir, bool json, std::ostream& out,
                        std::ostream& err) {
   const std::string path = buffer_path(data_dir);
-  if (!std::filesystem::exists(path)) {
-    err << "gatewayctl buffer: no buffer at " << path << "\n";
+  std::string why;
+  if (!buffer_exists(path, &why)) {
+    err << "gatewayctl buffer: " << (why.empty() ? "no buffer at " + path : why) << "\n";
     return kExitUnavailable;
   }
   auto insp = storage::inspect_buffer(path);
@@ -138,7 +148,8 @@ Result<ExportSummary> export_events(const std::string& db_path, std::ostream& si
     }
     std::string line;
     if (!google::protobuf::util::MessageToJsonString(event, &line, opts).ok()) {
-      summary.problems.push_back("seq " + std::to_string(seq) + ": cannot be printed as JSON; skipped");
+      summary.problems.push_back("seq " + std::to_string(seq) +
+                                 ": cannot be printed as JSON; skipped");
       continue;
     }
     sink << line << '\n';
@@ -154,8 +165,9 @@ int run_buffer_export(const std::string& data_dir, const std::string& file,
                       std::optional<v1::EventClass> only_class, bool show_credentials,
                       std::ostream& out, std::ostream& err) {
   const std::string path = buffer_path(data_dir);
-  if (!std::filesystem::exists(path)) {
-    err << "gatewayctl: buffer export: no buffer at " << path << "\n";
+  std::string why;
+  if (!buffer_exists(path, &why)) {
+    err << "gatewayctl: buffer export: " << (why.empty() ? "no buffer at " + path : why) << "\n";
     return kExitUnavailable;
   }
   Result<ExportSummary> summary = Status::ok();
@@ -175,8 +187,9 @@ int run_buffer_export(const std::string& data_dir, const std::string& file,
     sink.close();
     if (summary && !sink) summary = Status::io_error("writing " + tmp + " failed (disk full?)");
   }
+  std::error_code ignored;
   if (!summary) {
-    if (!to_stdout) std::filesystem::remove(tmp);
+    if (!to_stdout) std::filesystem::remove(tmp, ignored);
     err << "gatewayctl: buffer export: " << summary.status().message() << "\n";
     return kExitFailure;
   }
@@ -184,7 +197,7 @@ int run_buffer_export(const std::string& data_dir, const std::string& file,
     std::error_code ec;
     std::filesystem::rename(tmp, file, ec);
     if (ec) {
-      std::filesystem::remove(tmp);
+      std::filesystem::remove(tmp, ignored);
       err << "gatewayctl: buffer export: cannot rename " << tmp << " to " << file << ": "
           << ec.message() << "\n";
       return kExitFailure;

@@ -47,10 +47,14 @@ std::optional<double> parse_number(const std::string& text) {
 
 int function_code(RegisterTable t) {
   switch (t) {
-    case RegisterTable::kCoil: return 1;
-    case RegisterTable::kDiscrete: return 2;
-    case RegisterTable::kHolding: return 3;
-    case RegisterTable::kInput: return 4;
+    case RegisterTable::kCoil:
+      return 1;
+    case RegisterTable::kDiscrete:
+      return 2;
+    case RegisterTable::kHolding:
+      return 3;
+    case RegisterTable::kInput:
+      return 4;
   }
   return 3;
 }
@@ -112,7 +116,8 @@ std::vector<Decoded> decode_all(const ProbeRequest& r, const ProbeResult& result
        i += static_cast<std::size_t>(width)) {
     spec.address = static_cast<uint16_t>(r.address + i);
     Result<double> v = protocols::decode_registers(
-        spec, std::span<const uint16_t>(result.registers.data() + i, static_cast<std::size_t>(width)));
+        spec,
+        std::span<const uint16_t>(result.registers.data() + i, static_cast<std::size_t>(width)));
     Decoded d{i, spec.address, v.is_ok(), v.is_ok() ? *v : 0.0, {}};
     if (!v) {
       // "point '' holds NaN" -> "NaN (not a reading)": the point has no name here.
@@ -159,7 +164,8 @@ Result<ProbeTarget> parse_probe_target(std::string_view text) {
       host = rest.substr(1, close - 1);
       std::string_view after = rest.substr(close + 1);
       if (!after.empty()) {
-        if (after[0] != ':') return Status::invalid("probe: target '" + shown + "': expected :PORT after ']'");
+        if (after[0] != ':')
+          return Status::invalid("probe: target '" + shown + "': expected :PORT after ']'");
         port = after.substr(1);
       }
     } else if (const std::size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
@@ -170,7 +176,8 @@ Result<ProbeTarget> parse_probe_target(std::string_view text) {
       host = rest.substr(0, colon);
       port = rest.substr(colon + 1);
     }
-    if (host.empty()) return Status::invalid("probe: target '" + shown + "' has no host (tcp://HOST:PORT)");
+    if (host.empty())
+      return Status::invalid("probe: target '" + shown + "' has no host (tcp://HOST:PORT)");
     t.host = std::string(host);
     if (!port.empty()) {
       auto p = parse_integer(port);
@@ -197,26 +204,31 @@ Result<ProbeTarget> parse_probe_target(std::string_view text) {
       return Status::invalid("probe: target '" + shown + "' has no serial port (rtu:/dev/ttyUSB0)");
     }
     if (parts.size() > 3) {
-      return Status::invalid("probe: target '" + shown +
-                             "': expected rtu:DEVICE[:BAUD[:FRAME]], e.g. rtu:/dev/ttyUSB0:9600:8N1");
+      return Status::invalid(
+          "probe: target '" + shown +
+          "': expected rtu:DEVICE[:BAUD[:FRAME]], e.g. rtu:/dev/ttyUSB0:9600:8N1");
     }
     t.device = std::string(parts[0]);
     if (parts.size() >= 2 && !parts[1].empty()) {
       auto b = parse_integer(parts[1]);
       if (!b || *b < 50 || *b > 4000000) {
-        return Status::invalid("probe: target '" + shown + "': baud rate must be a number like 9600 (got '" +
+        return Status::invalid("probe: target '" + shown +
+                               "': baud rate must be a number like 9600 (got '" +
                                std::string(parts[1]) + "')");
       }
       t.baud = static_cast<int>(*b);
     }
     if (parts.size() == 3 && !parts[2].empty()) {
       const std::string_view f = parts[2];
-      const char parity = f.size() == 3 ? static_cast<char>(std::toupper(static_cast<unsigned char>(f[1]))) : '?';
-      if (f.size() != 3 || f[0] < '5' || f[0] > '8' || (parity != 'N' && parity != 'E' && parity != 'O') ||
-          (f[2] != '1' && f[2] != '2')) {
-        return Status::invalid("probe: target '" + shown +
-                               "': frame must be data bits (5-8), parity (N, E or O) and stop bits (1 or 2), "
-                               "e.g. 8N1 or 8E1 (got '" + std::string(f) + "')");
+      const char parity =
+          f.size() == 3 ? static_cast<char>(std::toupper(static_cast<unsigned char>(f[1]))) : '?';
+      if (f.size() != 3 || f[0] < '5' || f[0] > '8' ||
+          (parity != 'N' && parity != 'E' && parity != 'O') || (f[2] != '1' && f[2] != '2')) {
+        return Status::invalid(
+            "probe: target '" + shown +
+            "': frame must be data bits (5-8), parity (N, E or O) and stop bits (1 or 2), "
+            "e.g. 8N1 or 8E1 (got '" +
+            std::string(f) + "')");
       }
       t.data_bits = f[0] - '0';
       t.parity = parity;
@@ -245,20 +257,25 @@ Result<ProbeRequest> parse_probe_request(const Invocation& inv) {
                              " (got '" + *v + "')");
     }
     if (rtu && *n == 0) {
-      return Status::invalid("probe: --unit 0 is the RTU broadcast address; no device answers a read sent to it");
+      return Status::invalid(
+          "probe: --unit 0 is the RTU broadcast address; no device answers a read sent to it");
     }
     r.unit = static_cast<int>(*n);
   }
   if (auto v = inv.get("--table")) {
     auto t = protocols::parse_register_table(*v);
-    if (!t) return Status::invalid("probe: --table must be holding, input, coil or discrete (got '" + *v + "')");
+    if (!t)
+      return Status::invalid("probe: --table must be holding, input, coil or discrete (got '" + *v +
+                             "')");
     r.table = *t;
   }
   if (auto v = inv.get("--type")) {
     auto t = protocols::parse_value_type(*v);
     if (!t) {
-      return Status::invalid("probe: --type must be int16, uint16, int32, uint32, int64, uint64, "
-                             "float32, float64 or bool (got '" + *v + "')");
+      return Status::invalid(
+          "probe: --type must be int16, uint16, int32, uint32, int64, uint64, "
+          "float32, float64 or bool (got '" +
+          *v + "')");
     }
     r.type = *t;
   }
@@ -280,7 +297,8 @@ Result<ProbeRequest> parse_probe_request(const Invocation& inv) {
   if (auto v = inv.get("--address")) {
     auto n = parse_integer(*v);
     if (!n || *n < 0 || *n > 65535) {
-      return Status::invalid("probe: --address must be 0..65535, decimal or 0x hex (got '" + *v + "')");
+      return Status::invalid("probe: --address must be 0..65535, decimal or 0x hex (got '" + *v +
+                             "')");
     }
     r.address = static_cast<uint16_t>(*n);
   }
@@ -292,7 +310,8 @@ Result<ProbeRequest> parse_probe_request(const Invocation& inv) {
     auto n = parse_integer(*v);
     if (!n || *n < 1 || *n > limit) {
       return Status::invalid("probe: --count must be 1.." + std::to_string(limit) + " for the " +
-                             std::string(protocols::to_string(r.table)) + " table (got '" + *v + "')");
+                             std::string(protocols::to_string(r.table)) + " table (got '" + *v +
+                             "')");
     }
     r.count = static_cast<int>(*n);
   }
@@ -306,7 +325,8 @@ Result<ProbeRequest> parse_probe_request(const Invocation& inv) {
                              s.message());
     }
     if (r.count % width != 0) {
-      return Status::invalid("probe: --count " + std::to_string(r.count) + " is not a whole number of " +
+      return Status::invalid("probe: --count " + std::to_string(r.count) +
+                             " is not a whole number of " +
                              std::string(protocols::to_string(*r.type)) + " values (" +
                              std::to_string(width) + " registers each)");
     }
@@ -320,8 +340,9 @@ Result<ProbeRequest> parse_probe_request(const Invocation& inv) {
   if (auto v = inv.get("--timeout")) {
     auto d = config::parse_duration(*v);
     if (!d || d->count() < 1 || d->count() > 60000) {
-      return Status::invalid("probe: --timeout must be a duration from 1ms to 60s, like 500ms or 2s (got '" +
-                             *v + "')");
+      return Status::invalid(
+          "probe: --timeout must be a duration from 1ms to 60s, like 500ms or 2s (got '" + *v +
+          "')");
     }
     r.timeout_ms = static_cast<int>(d->count());
   }
@@ -342,7 +363,8 @@ std::string modbus_exception_text(int code, const ProbeRequest& r) {
              "; check --address and --count (addresses are zero-based: a manual's 40001 is "
              "--address 0)";
     case 3:
-      return prefix + "(illegal data value): " + unit + " rejected the request; some devices "
+      return prefix + "(illegal data value): " + unit +
+             " rejected the request; some devices "
              "allow fewer registers per read or only whole values: try a smaller --count";
     case 4:
       return prefix + "(server device failure): " + unit + " failed while answering";
@@ -375,8 +397,8 @@ Result<ProbeResult> run_probe(const ProbeRequest& r, ProbeFailure* failure) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
-    const int gai = getaddrinfo(r.target.host.c_str(), std::to_string(r.target.port).c_str(),
-                                &hints, &found);
+    const int gai =
+        getaddrinfo(r.target.host.c_str(), std::to_string(r.target.port).c_str(), &hints, &found);
     if (gai != 0) {
       return fail(true, "cannot resolve '" + r.target.host + "': " + gai_strerror(gai));
     }
@@ -388,7 +410,8 @@ Result<ProbeResult> run_probe(const ProbeRequest& r, ProbeFailure* failure) {
   }
   if (!m.ctx) return fail(false, "cannot use " + where + ": " + modbus_strerror(errno));
   if (modbus_set_slave(m.ctx, r.unit) != 0) {
-    return fail(false, "unit " + std::to_string(r.unit) + " is not valid here: " + modbus_strerror(errno));
+    return fail(false,
+                "unit " + std::to_string(r.unit) + " is not valid here: " + modbus_strerror(errno));
   }
   modbus_set_response_timeout(m.ctx, static_cast<uint32_t>(r.timeout_ms / 1000),
                               static_cast<uint32_t>((r.timeout_ms % 1000) * 1000));
@@ -396,17 +419,21 @@ Result<ProbeResult> run_probe(const ProbeRequest& r, ProbeFailure* failure) {
   if (modbus_connect(m.ctx) != 0) {
     const int err = errno;
     if (r.target.kind == ProbeTarget::Kind::kRtu) {
-      if (err == ENOENT) return fail(true, "no serial port " + r.target.device + " (ls /dev/ttyUSB* /dev/ttyS*)");
+      if (err == ENOENT)
+        return fail(true, "no serial port " + r.target.device + " (ls /dev/ttyUSB* /dev/ttyS*)");
       if (err == EACCES) {
-        return fail(true, "permission denied on " + r.target.device +
-                              " - add yourself to the dialout group (sudo usermod -aG dialout $USER, "
-                              "then log in again) or use sudo");
+        return fail(true,
+                    "permission denied on " + r.target.device +
+                        " - add yourself to the dialout group (sudo usermod -aG dialout $USER, "
+                        "then log in again) or use sudo");
       }
-      if (err == EBUSY) return fail(true, r.target.device + " is in use by another program (gatewayd?)");
+      if (err == EBUSY)
+        return fail(true, r.target.device + " is in use by another program (gatewayd?)");
       return fail(true, "cannot open " + r.target.device + ": " + modbus_strerror(err));
     }
     if (err == ECONNREFUSED) {
-      return fail(true, "connection refused by " + where + " - nothing listens on that port (Modbus TCP is usually 502)");
+      return fail(true, "connection refused by " + where +
+                            " - nothing listens on that port (Modbus TCP is usually 502)");
     }
     if (err == ETIMEDOUT || err == EINPROGRESS) {
       return fail(true, "no connection to " + where + " within " + seconds_text(r.timeout_ms) +
@@ -449,14 +476,17 @@ Result<ProbeResult> run_probe(const ProbeRequest& r, ProbeFailure* failure) {
       return fail(false, modbus_exception_text(err - MODBUS_ENOBASE, r));
     }
     if (err == ETIMEDOUT) {
-      return fail(true, "no answer from unit " + std::to_string(r.unit) + " at " + where + " within " +
-                            seconds_text(r.timeout_ms) +
-                            (r.target.kind == ProbeTarget::Kind::kRtu
-                                 ? " - check the unit id, wiring (A/B swapped?), baud rate and parity"
-                                 : " - check the unit id (some devices answer only 1 or 255)"));
+      return fail(true,
+                  "no answer from unit " + std::to_string(r.unit) + " at " + where + " within " +
+                      seconds_text(r.timeout_ms) +
+                      (r.target.kind == ProbeTarget::Kind::kRtu
+                           ? " - check the unit id, wiring (A/B swapped?), baud rate and parity"
+                           : " - check the unit id (some devices answer only 1 or 255)"));
     }
     if (err == EMBBADCRC) {
-      return fail(false, "answer with a bad CRC - check baud rate and parity, termination and noise on the line");
+      return fail(
+          false,
+          "answer with a bad CRC - check baud rate and parity, termination and noise on the line");
     }
     if (err == EMBBADSLAVE) {
       return fail(false, "the answer came from another unit than " + std::to_string(r.unit) +
@@ -465,7 +495,8 @@ Result<ProbeResult> run_probe(const ProbeRequest& r, ProbeFailure* failure) {
     if (err == ECONNRESET || err == EPIPE) {
       return fail(true, where + " closed the connection instead of answering");
     }
-    return fail(false, "bad answer from unit " + std::to_string(r.unit) + ": " + modbus_strerror(err));
+    return fail(false,
+                "bad answer from unit " + std::to_string(r.unit) + ": " + modbus_strerror(err));
   }
   if (rc != r.count) {
     return fail(false, "unit " + std::to_string(r.unit) + " answered " + std::to_string(rc) +
@@ -478,10 +509,11 @@ std::string format_probe(const ProbeRequest& r, const ProbeResult& result, const
   const bool bits = protocols::is_bit_table(r.table);
   char latency[32];
   std::snprintf(latency, sizeof latency, "%.1f ms", result.latency_ms);
-  std::string out = style.bold(r.target.text()) + " unit " + std::to_string(r.unit) + ", " +
-                    range_text(r) + ": " + std::to_string(r.count) +
-                    (bits ? (r.count == 1 ? " bit" : " bits") : (r.count == 1 ? " register" : " registers")) +
-                    " in " + latency + "\n";
+  std::string out =
+      style.bold(r.target.text()) + " unit " + std::to_string(r.unit) + ", " + range_text(r) +
+      ": " + std::to_string(r.count) +
+      (bits ? (r.count == 1 ? " bit" : " bits") : (r.count == 1 ? " register" : " registers")) +
+      " in " + latency + "\n";
   const std::vector<Decoded> decoded = decode_all(r, result);
   if (r.type) {
     std::string how = "decoded as " + std::string(protocols::to_string(*r.type));
@@ -489,7 +521,8 @@ std::string format_probe(const ProbeRequest& r, const ProbeResult& result, const
       how += ", word order " + std::string(protocols::to_string(r.word_order));
     }
     if (r.scale != 1.0 || r.offset != 0.0) {
-      how += ", value = raw * " + central::format_reading(r.scale) + " + " + central::format_reading(r.offset);
+      how += ", value = raw * " + central::format_reading(r.scale) + " + " +
+             central::format_reading(r.offset);
     }
     out += style.dim(how) + "\n";
   }

@@ -25,7 +25,7 @@ struct ProbeTarget {
   int port = 502;
   std::string device;  // kRtu: /dev/ttyUSB0
   int baud = 9600;
-  char parity = 'N';   // N, E, O
+  char parity = 'N';  // N, E, O
   int data_bits = 8;
   int stop_bits = 1;
   // Canonical form: "tcp://10.0.3.21:502", "rtu:/dev/ttyUSB0:9600:8N1".

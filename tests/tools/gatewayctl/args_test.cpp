@@ -69,8 +69,8 @@ TEST_CASE("-- ends the options") {
 }
 
 TEST_CASE("buffer export is a sub-command with its own options") {
-  const Invocation inv =
-      parse_ok({"--data-dir", "/var/lib/gatewayd", "buffer", "export", "out.jsonl", "--class", "access"});
+  const Invocation inv = parse_ok(
+      {"--data-dir", "/var/lib/gatewayd", "buffer", "export", "out.jsonl", "--class", "access"});
   CHECK(inv.command_name() == "buffer export");
   REQUIRE(inv.args.size() == 1);
   CHECK(inv.args[0] == "out.jsonl");
@@ -84,7 +84,8 @@ TEST_CASE("an unknown command suggests the closest one") {
   CHECK(parse_error({"stauts"}) ==
         "unknown command 'stauts'; did you mean 'status'? (gatewayctl help lists the commands)");
   CHECK_THAT(parse_error({"device"}), Catch::Contains("did you mean 'devices'?"));
-  CHECK_THAT(parse_error({"chek-config", "f.yaml"}), Catch::Contains("did you mean 'check-config'?"));
+  CHECK_THAT(parse_error({"chek-config", "f.yaml"}),
+             Catch::Contains("did you mean 'check-config'?"));
   const std::string far = parse_error({"frobnicate"});
   CHECK_THAT(far, Catch::Contains("unknown command 'frobnicate'"));
   CHECK_THAT(far, !Catch::Contains("did you mean"));

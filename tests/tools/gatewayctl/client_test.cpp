@@ -1,8 +1,9 @@
 #include "tools/gatewayctl/client.h"
 
-#include <catch2/catch.hpp>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#include <catch2/catch.hpp>
 
 #include "tests/tools/gatewayctl/fake_daemon.h"
 
@@ -76,7 +77,9 @@ TEST_CASE("a path too long for a Unix socket is a bad argument") {
 
 TEST_CASE("requests carry v, id, cmd and args; answers match by id") {
   FakeDaemon d;
-  d.answer("hello", Json{{"protocol", 1}, {"gateway_id", "lib-gw-01"}, {"version", "0.1.0"},
+  d.answer("hello", Json{{"protocol", 1},
+                         {"gateway_id", "lib-gw-01"},
+                         {"version", "0.1.0"},
                          {"commands", Json::array({"status"})}});
   d.fail("devices", "not_found", "no device 'x'");
   auto c = ControlClient::connect(d.socket_path());

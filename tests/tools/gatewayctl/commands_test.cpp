@@ -3,9 +3,9 @@
 #include "tools/gatewayctl/commands.h"
 
 #include <arpa/inet.h>
-#include <catch2/catch.hpp>
 #include <netinet/in.h>
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -154,8 +154,10 @@ TEST_CASE("devices: the table, one device in full, and a near miss") {
 TEST_CASE("an unknown device id gets the nearest configured one suggested") {
   FakeDaemon d;
   d.answer("devices", testing::devices_result());
-  d.on(R"(devices {"device":"meter-b1-7"})",
-       {.lines = {R"({"v":1,"id":@ID@,"ok":false,"error":{"code":"not_found","message":"no device 'meter-b1-7'"}})"}});
+  d.on(
+      R"(devices {"device":"meter-b1-7"})",
+      {.lines = {
+           R"({"v":1,"id":@ID@,"ok":false,"error":{"code":"not_found","message":"no device 'meter-b1-7'"}})"}});
   Ran r = run_at(d, {"devices", "meter-b1-7"});
   CHECK(r.rc == 1);
   CHECK(r.out.empty());
@@ -167,7 +169,9 @@ TEST_CASE("an unknown device id gets the nearest configured one suggested") {
 TEST_CASE("tail: one line per event until gatewayd ends the stream") {
   testing::use_utc();
   FakeDaemon d;
-  d.answer("hello", Json{{"protocol", 1}, {"gateway_id", "lib-gw-01"}, {"version", "0.1.0"},
+  d.answer("hello", Json{{"protocol", 1},
+                         {"gateway_id", "lib-gw-01"},
+                         {"version", "0.1.0"},
                          {"commands", Json::array()}});
   d.on("tail", {.lines = {kStreaming, item_line({{"event", testing::telemetry_event(12)}}),
                           item_line({{"event", testing::access_event(13, "0004123456")}}), kEnd}});
@@ -178,15 +182,16 @@ TEST_CASE("tail: one line per event until gatewayd ends the stream") {
         "voltage_l1=231.7 V\n"
         "03:25:59.000 lib-gw-01 seq=13 gate-n1-reader access card=[redacted] in granted "
         "door=north-gate-1\n");
-  CHECK(r.err ==
-        "gatewayctl: tail: streaming from " + d.socket_path() + "; Ctrl-C to stop\n"
-        "gatewayctl: tail: gatewayd ended the stream: gatewayd is stopping\n");
+  CHECK(r.err == "gatewayctl: tail: streaming from " + d.socket_path() +
+                     "; Ctrl-C to stop\n"
+                     "gatewayctl: tail: gatewayd ended the stream: gatewayd is stopping\n");
   CHECK(d.requests().back()["args"].dump() == R"({"device":"gate-n1-reader","class":"access"})");
 }
 
 TEST_CASE("tail --json passes items through, but never a raw card id unless asked") {
   FakeDaemon d;
-  d.on("tail", {.lines = {kStreaming, item_line({{"event", testing::access_event(13, "0004123456")}}), kEnd}});
+  d.on("tail", {.lines = {kStreaming,
+                          item_line({{"event", testing::access_event(13, "0004123456")}}), kEnd}});
   Ran r = run_at(d, {"tail", "--json"});
   CHECK(r.rc == 0);
   CHECK_THAT(r.out, Catch::Contains(R"("credential":"[redacted]")"));
@@ -199,8 +204,9 @@ TEST_CASE("tail: a bad class is named before anything is sent") {
   FakeDaemon d;
   Ran r = run_at(d, {"tail", "--class", "telemetrie"});
   CHECK(r.rc == 1);
-  CHECK(r.err ==
-        "gatewayctl: tail: --class must be access, alarm, telemetry or status (got 'telemetrie')\n");
+  CHECK(
+      r.err ==
+      "gatewayctl: tail: --class must be access, alarm, telemetry or status (got 'telemetrie')\n");
   CHECK(d.requests().empty());
 }
 
@@ -230,13 +236,18 @@ TEST_CASE("a stream whose daemon dies exits 69; Ctrl-C exits 0") {
 TEST_CASE("trace: time, direction, hex and note per frame") {
   testing::use_utc();
   FakeDaemon d;
-  d.on("trace",
-       {.lines = {kStreaming,
-                  item_line({{"at_us", testing::at(3, 25, 58) + 1000}, {"device", "meter-b1-07"},
-                             {"dir", "tx"}, {"hex", "070300000002c5ad"}, {"note", "read holding 0..1"}}),
-                  item_line({{"at_us", testing::at(3, 25, 58) + 24000}, {"device", "meter-b1-07"},
-                             {"dir", "rx"}, {"hex", "070304436 77ae1 c2f1"}, {"note", "bad CRC"}}),
-                  kEnd}});
+  d.on("trace", {.lines = {kStreaming,
+                           item_line({{"at_us", testing::at(3, 25, 58) + 1000},
+                                      {"device", "meter-b1-07"},
+                                      {"dir", "tx"},
+                                      {"hex", "070300000002c5ad"},
+                                      {"note", "read holding 0..1"}}),
+                           item_line({{"at_us", testing::at(3, 25, 58) + 24000},
+                                      {"device", "meter-b1-07"},
+                                      {"dir", "rx"},
+                                      {"hex", "070304436 77ae1 c2f1"},
+                                      {"note", "bad CRC"}}),
+                           kEnd}});
   Ran r = run_at(d, {"trace", "meter-b1-07"});
   CHECK(r.rc == 0);
   CHECK(r.out ==
@@ -247,14 +258,23 @@ TEST_CASE("trace: time, direction, hex and note per frame") {
 
 TEST_CASE("read: the value and exit 0, or BAD and exit 1") {
   FakeDaemon d;
-  d.answer("read", Json{{"device", "meter-b1-01"}, {"point", "voltage_l1"}, {"value", 231.68},
-                        {"unit", "V"}, {"good", true}, {"error", ""}, {"latency_ms", 12.4}});
+  d.answer("read", Json{{"device", "meter-b1-01"},
+                        {"point", "voltage_l1"},
+                        {"value", 231.68},
+                        {"unit", "V"},
+                        {"good", true},
+                        {"error", ""},
+                        {"latency_ms", 12.4}});
   Ran good = run_at(d, {"read", "meter-b1-01", "voltage_l1"});
   CHECK(good.rc == 0);
   CHECK(good.out == "meter-b1-01 voltage_l1 = 231.68 V  (12.4 ms)\n");
   CHECK(d.requests().back()["args"].dump() == R"({"device":"meter-b1-01","point":"voltage_l1"})");
-  d.answer("read", Json{{"device", "meter-b1-07"}, {"point", "voltage_l1"}, {"value", nullptr},
-                        {"unit", "V"}, {"good", false}, {"error", "no answer within 200ms"},
+  d.answer("read", Json{{"device", "meter-b1-07"},
+                        {"point", "voltage_l1"},
+                        {"value", nullptr},
+                        {"unit", "V"},
+                        {"good", false},
+                        {"error", "no answer within 200ms"},
                         {"latency_ms", 201}});
   Ran bad = run_at(d, {"read", "meter-b1-07", "voltage_l1"});
   CHECK(bad.rc == 1);
@@ -263,25 +283,30 @@ TEST_CASE("read: the value and exit 0, or BAD and exit 1") {
 
 TEST_CASE("reload: what changed") {
   FakeDaemon d;
-  d.answer("reload", Json{{"reloaded", true}, {"added", {"meter-b1-13"}}, {"removed", Json::array()},
-                          {"changed", {"meter-b1-01"}}, {"unchanged", 11}});
+  d.answer("reload", Json{{"reloaded", true},
+                          {"added", {"meter-b1-13"}},
+                          {"removed", Json::array()},
+                          {"changed", {"meter-b1-01"}},
+                          {"unchanged", 11}});
   Ran r = run_at(d, {"reload"});
   CHECK(r.rc == 0);
-  CHECK(r.out == "reloaded: 1 added (meter-b1-13), 0 removed, 1 changed (meter-b1-01), 11 unchanged\n");
+  CHECK(r.out ==
+        "reloaded: 1 added (meter-b1-13), 0 removed, 1 changed (meter-b1-01), 11 unchanged\n");
 }
 
 TEST_CASE("buffer through the daemon: counts per class and the oldest events") {
   testing::use_utc();
   FakeDaemon d;
-  d.answer("hello", Json{{"protocol", 1}, {"gateway_id", "lib-gw-01"}, {"version", "0.1.0"},
+  d.answer("hello", Json{{"protocol", 1},
+                         {"gateway_id", "lib-gw-01"},
+                         {"version", "0.1.0"},
                          {"commands", Json::array()}});
-  d.answer("buffer",
-           Json{{"path", "/var/lib/gatewayd/buffer.db"},
-                {"next_seq", 121549},
-                {"pending", 1204},
-                {"classes", testing::degraded_status()["buffer"]["classes"]},
-                {"oldest", Json::array({testing::access_event(120345, "0004123456"),
-                                        testing::telemetry_event(120346)})}});
+  d.answer("buffer", Json{{"path", "/var/lib/gatewayd/buffer.db"},
+                          {"next_seq", 121549},
+                          {"pending", 1204},
+                          {"classes", testing::degraded_status()["buffer"]["classes"]},
+                          {"oldest", Json::array({testing::access_event(120345, "0004123456"),
+                                                  testing::telemetry_event(120346)})}});
   Ran r = run_at(d, {"buffer", "--oldest", "2"});
   CHECK(r.rc == 0);
   CHECK(r.out ==
@@ -292,7 +317,7 @@ TEST_CASE("buffer through the daemon: counts per class and the oldest events") {
         "  alarm               0            0             0s\n"
         "  telemetry        1190       419840           840s\n"
         "  status             11         1126           720s\n"
-        "oldest events:\n"
+        "oldest events of each class:\n"
         "  03:25:59.000 lib-gw-01 seq=120345 gate-n1-reader access card=[redacted] in granted "
         "door=north-gate-1\n"
         "  03:25:58.123 lib-gw-01 seq=120346 meter-b1-01 telemetry energy_total=1234.56 kWh "
@@ -305,12 +330,16 @@ TEST_CASE("buffer through the daemon: counts per class and the oldest events") {
 
 TEST_CASE("version: ours, and the daemon's when it answers") {
   FakeDaemon d;
-  d.answer("hello", Json{{"protocol", 1}, {"gateway_id", "lib-gw-01"}, {"version", "0.1.0"},
+  d.answer("hello", Json{{"protocol", 1},
+                         {"gateway_id", "lib-gw-01"},
+                         {"version", "0.1.0"},
                          {"commands", Json::array({"status"})}});
   Ran r = run_at(d, {"version"});
   CHECK(r.rc == 0);
-  CHECK(r.out == "gatewayctl " GW_VERSION " (control protocol 1)\n"
-                 "gatewayd   0.1.0 (gateway lib-gw-01, control protocol 1) at " + d.socket_path() + "\n");
+  CHECK(r.out == "gatewayctl " GW_VERSION
+                 " (control protocol 1)\n"
+                 "gatewayd   0.1.0 (gateway lib-gw-01, control protocol 1) at " +
+                     d.socket_path() + "\n");
   testing::TempDir dir;
   Ran alone = run_ctl({"version", "--socket", dir.file("x.sock")});
   CHECK(alone.rc == 0);
@@ -321,8 +350,9 @@ TEST_CASE("version: ours, and the daemon's when it answers") {
 TEST_CASE("usage errors exit 1 with one clear line") {
   Ran unknown = run_ctl({"stauts"});
   CHECK(unknown.rc == 1);
-  CHECK(unknown.err == "gatewayctl: unknown command 'stauts'; did you mean 'status'? (gatewayctl help "
-                       "lists the commands)\n");
+  CHECK(unknown.err ==
+        "gatewayctl: unknown command 'stauts'; did you mean 'status'? (gatewayctl help "
+        "lists the commands)\n");
   Ran none = run_ctl({});
   CHECK(none.rc == 1);
   CHECK_THAT(none.err, Catch::StartsWith("gatewayctl: no command given\n"));
@@ -392,18 +422,24 @@ TEST_CASE("metrics endpoints and a plain HTTP GET") {
 TEST_CASE("bundle collects what it can and lists what is missing") {
   testing::use_utc();
   FakeDaemon d;
-  d.answer("hello", Json{{"protocol", 1}, {"gateway_id", "lib-gw-01"}, {"version", "0.1.0"},
+  d.answer("hello", Json{{"protocol", 1},
+                         {"gateway_id", "lib-gw-01"},
+                         {"version", "0.1.0"},
                          {"commands", Json::array()}});
   d.answer("status", testing::degraded_status());
   d.answer("devices", testing::devices_result());
-  d.answer("buffer", Json{{"path", "/x"}, {"next_seq", 1}, {"pending", 0}, {"classes", Json::object()},
+  d.answer("buffer", Json{{"path", "/x"},
+                          {"next_seq", 1},
+                          {"pending", 0},
+                          {"classes", Json::object()},
                           {"oldest", Json::array({testing::access_event(1, "0004123456")})}});
   const std::string cfg = d.dir().file("gw.yaml");
   std::ofstream(d.dir().file("mqtt.pass")) << "TOPSECRET-PASSWORD\n";
-  std::ofstream(cfg) << "gateway: { id: lib-gw-01, site: s, building: b, data_dir: data }\n"
-                        "mqtt: { uri: tcp://127.0.0.1:1, password_file: mqtt.pass }\n"
-                        "devices:\n  - { id: meter-1, kind: energy_meter, driver: modbus_tcp,\n"
-                        "      address: 127.0.0.1:1502, points: [{ name: e, address: 0, type: uint16 }] }\n";
+  std::ofstream(cfg)
+      << "gateway: { id: lib-gw-01, site: s, building: b, data_dir: data }\n"
+         "mqtt: { uri: tcp://127.0.0.1:1, password_file: mqtt.pass }\n"
+         "devices:\n  - { id: meter-1, kind: energy_meter, driver: modbus_tcp,\n"
+         "      address: 127.0.0.1:1502, points: [{ name: e, address: 0, type: uint16 }] }\n";
   const std::string out = d.dir().file("support.tar.gz");
   Ran r = run_at(d, {"bundle", out, "--config", cfg});
   INFO(r.out << r.err);
@@ -431,7 +467,8 @@ TEST_CASE("bundle without a daemon still writes an archive") {
   const std::string out = dir.file("b.tar.gz");
   Ran r = run_ctl({"bundle", out, "--socket", dir.file("none.sock")});
   CHECK(r.rc == 0);
-  CHECK_THAT(r.out, Catch::Contains("  - hello.json, status.*, devices.*, buffer.*: cannot connect"));
+  CHECK_THAT(r.out,
+             Catch::Contains("  - hello.json, status.*, devices.*, buffer.*: cannot connect"));
   CHECK(std::filesystem::exists(out));
 }
 

@@ -160,7 +160,8 @@ class FakeDaemon {
         if (script.silent) continue;
         const std::string id = std::to_string(get_int(request, "id"));
         for (std::string out : script.lines) {
-          for (std::size_t at; (at = out.find("@ID@")) != std::string::npos;) out.replace(at, 4, id);
+          for (std::size_t at; (at = out.find("@ID@")) != std::string::npos;)
+            out.replace(at, 4, id);
           out += "\n";
           if (::send(conn, out.data(), out.size(), MSG_NOSIGNAL) < 0) return false;
         }

@@ -111,7 +111,8 @@ TEST_CASE("status headline colours only when asked") {
   testing::use_utc();
   const std::string coloured = status_headline(testing::degraded_status(), kNowUs, Style{true});
   CHECK_THAT(coloured, Catch::Contains("\x1b[31mDEGRADED\x1b[0m"));
-  CHECK(display_width(coloured) == display_width(status_headline(testing::degraded_status(), kNowUs, kPlain)));
+  CHECK(display_width(coloured) ==
+        display_width(status_headline(testing::degraded_status(), kNowUs, kPlain)));
 }
 
 TEST_CASE("status tolerates a daemon that omits keys") {
@@ -216,8 +217,9 @@ TEST_CASE("event lines are the central subscriber's, with the time in front") {
 TEST_CASE("raw card ids never reach the screen unless asked for") {
   testing::use_utc();
   const Json raw = testing::access_event(13, "0004123456");
-  CHECK(event_line(raw, "gw", false) ==
-        "03:25:59.000 gw seq=13 gate-n1-reader access card=[redacted] in granted door=north-gate-1");
+  CHECK(
+      event_line(raw, "gw", false) ==
+      "03:25:59.000 gw seq=13 gate-n1-reader access card=[redacted] in granted door=north-gate-1");
   CHECK_THAT(event_line(raw, "gw", true), Catch::Contains("card=0004123456"));
   const Json hashed = testing::access_event(14, "h:9f86d081884c7d65");
   CHECK_THAT(event_line(hashed, "gw", false), Catch::Contains("card=h:9f86d081884c7d65"));
@@ -235,8 +237,11 @@ TEST_CASE("an event this build cannot decode is still shown") {
 
 TEST_CASE("trace lines show time, direction, spaced hex and the note") {
   testing::use_utc();
-  const Json item = {{"at_us", at(3, 25, 58) + 5000}, {"device", "meter-b1-07"}, {"dir", "tx"},
-                     {"hex", "0703000000 0ac5cd"}, {"note", "read holding 0..9"}};
+  const Json item = {{"at_us", at(3, 25, 58) + 5000},
+                     {"device", "meter-b1-07"},
+                     {"dir", "tx"},
+                     {"hex", "0703000000 0ac5cd"},
+                     {"note", "read holding 0..9"}};
   CHECK(trace_line(item, kPlain) == "03:25:58.005 tx 07 03 00 00 00 0a c5 cd  read holding 0..9");
   CHECK(spaced_hex("01:03:AB") == "01 03 ab");
   CHECK(spaced_hex("0g") == "0g");
@@ -244,21 +249,33 @@ TEST_CASE("trace lines show time, direction, spaced hex and the note") {
 }
 
 TEST_CASE("read and reload results in one line") {
-  const Json good = {{"device", "meter-b1-01"}, {"point", "voltage_l1"}, {"value", 231.68},
-                     {"unit", "V"}, {"good", true}, {"error", ""}, {"latency_ms", 12.4}};
+  const Json good = {{"device", "meter-b1-01"},
+                     {"point", "voltage_l1"},
+                     {"value", 231.68},
+                     {"unit", "V"},
+                     {"good", true},
+                     {"error", ""},
+                     {"latency_ms", 12.4}};
   CHECK(read_result_line(good, kPlain) == "meter-b1-01 voltage_l1 = 231.68 V  (12.4 ms)");
-  const Json bad = {{"device", "meter-b1-07"}, {"point", "voltage_l1"}, {"value", nullptr},
-                    {"unit", "V"}, {"good", false}, {"error", "no answer within 200ms"},
+  const Json bad = {{"device", "meter-b1-07"}, {"point", "voltage_l1"},
+                    {"value", nullptr},        {"unit", "V"},
+                    {"good", false},           {"error", "no answer within 200ms"},
                     {"latency_ms", 201}};
   CHECK(read_result_line(bad, kPlain) ==
         "meter-b1-07 voltage_l1: BAD - no answer within 200ms  (201 ms)");
-  const Json reload = {{"reloaded", true}, {"added", {"meter-b1-13"}}, {"removed", Json::array()},
-                       {"changed", {"meter-b1-01", "meter-b1-05"}}, {"unchanged", 9}};
+  const Json reload = {{"reloaded", true},
+                       {"added", {"meter-b1-13"}},
+                       {"removed", Json::array()},
+                       {"changed", {"meter-b1-01", "meter-b1-05"}},
+                       {"unchanged", 9}};
   CHECK(reload_summary(reload) ==
         "reloaded: 1 added (meter-b1-13), 0 removed, 2 changed (meter-b1-01, meter-b1-05), 9 "
         "unchanged");
-  const Json nothing = {{"reloaded", true}, {"added", Json::array()}, {"removed", Json::array()},
-                        {"changed", Json::array()}, {"unchanged", 12}};
+  const Json nothing = {{"reloaded", true},
+                        {"added", Json::array()},
+                        {"removed", Json::array()},
+                        {"changed", Json::array()},
+                        {"unchanged", 12}};
   CHECK(reload_summary(nothing) == "reloaded: nothing changed (12 devices unchanged)");
 }
 

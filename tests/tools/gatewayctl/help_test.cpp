@@ -42,9 +42,9 @@ TEST_CASE("every command is documented and well-formed") {
       CHECK_FALSE(o.help.empty());
     }
   }
-  for (const char* required : {"status", "devices", "tail", "trace", "read", "buffer",
-                               "buffer export", "reload", "check-config", "probe", "bundle",
-                               "version", "help", "completion", "man"}) {
+  for (const char* required :
+       {"status", "devices", "tail", "trace", "read", "buffer", "buffer export", "reload",
+        "check-config", "probe", "bundle", "version", "help", "completion", "man"}) {
     INFO(required);
     CHECK(find_command(required) != nullptr);
   }
@@ -68,7 +68,8 @@ TEST_CASE("help text is generated from the table") {
     const std::string one = command_help(c);
     CHECK_THAT(one, Catch::StartsWith("usage: gatewayctl " + std::string(c.name)));
     for (const OptionSpec& o : c.options) CHECK_THAT(one, Catch::Contains(std::string(o.name)));
-    for (const OptionSpec& o : global_options()) CHECK_THAT(one, Catch::Contains(std::string(o.name)));
+    for (const OptionSpec& o : global_options())
+      CHECK_THAT(one, Catch::Contains(std::string(o.name)));
   }
   CHECK_THAT(overview, Catch::Contains("69"));
   CHECK_THAT(overview, Catch::Contains("78"));
@@ -83,7 +84,8 @@ TEST_CASE("help text is generated from the table") {
 TEST_CASE("the bash completion knows every command, option and value list") {
   const std::string script = bash_completion();
   CHECK_THAT(script, Catch::Contains("complete -F _gatewayctl gatewayctl"));
-  for (std::string_view name : command_names()) CHECK_THAT(script, Catch::Contains(std::string(name)));
+  for (std::string_view name : command_names())
+    CHECK_THAT(script, Catch::Contains(std::string(name)));
   for (const CommandSpec& c : command_table()) {
     for (const OptionSpec& o : c.options) {
       INFO(c.name << " " << o.name);
@@ -104,15 +106,14 @@ std::string complete_in_bash(const std::string& line, const std::string& fake_de
   std::ofstream(dir + "/gatewayctl.bash") << bash_completion();
   std::ofstream(dir + "/gatewayctl") << "#!/bin/sh\necho '" << fake_devices_json << "'\n";
   std::system(("chmod +x " + dir + "/gatewayctl").c_str());
-  std::ofstream(dir + "/run.sh")
-      << "source " << dir << "/gatewayctl.bash\n"
-      << "COMP_LINE='" << line << "'\n"
-      << "read -ra COMP_WORDS <<< \"$COMP_LINE\"\n"
-      << "[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=('')\n"
-      << "COMP_WORDS[0]=" << dir << "/gatewayctl\n"
-      << "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
-      << "_gatewayctl\n"
-      << "printf '%s\\n' \"${COMPREPLY[@]}\" | sort | tr '\\n' ' '\n";
+  std::ofstream(dir + "/run.sh") << "source " << dir << "/gatewayctl.bash\n"
+                                 << "COMP_LINE='" << line << "'\n"
+                                 << "read -ra COMP_WORDS <<< \"$COMP_LINE\"\n"
+                                 << "[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=('')\n"
+                                 << "COMP_WORDS[0]=" << dir << "/gatewayctl\n"
+                                 << "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
+                                 << "_gatewayctl\n"
+                                 << "printf '%s\\n' \"${COMPREPLY[@]}\" | sort | tr '\\n' ' '\n";
   FILE* p = ::popen(("bash " + dir + "/run.sh 2>&1").c_str(), "r");
   std::string out;
   char buf[512];
@@ -132,6 +133,10 @@ TEST_CASE("the bash completion completes commands, options and device ids") {
   CHECK(complete_in_bash("gatewayctl --socket /x tail --device meter-b1-0", devices) ==
         "meter-b1-01 meter-b1-07 ");
   CHECK(complete_in_bash("gatewayctl buffer ex", devices) == "export ");
+  const std::string one =
+      R"({"devices":[{"id":"meter-b1-01","points":[{"name":"voltage_l1"},{"name":"energy_total"}]}]})";
+  CHECK(complete_in_bash("gatewayctl read meter-b1-01 vol", one) == "voltage_l1 ");
+  CHECK(complete_in_bash("gatewayctl read meter-b1-01 ", one) == "energy_total voltage_l1 ");
   CHECK(complete_in_bash("gatewayctl probe tcp://h --table ho", devices) == "holding ");
 }
 
@@ -152,10 +157,11 @@ TEST_CASE("the man page is roff with every command and the exit statuses") {
   for (std::size_t nl; (nl = man.find('\n', start)) != std::string::npos; start = nl + 1) {
     const std::string line = man.substr(start, nl - start);
     if (line.empty() || line[0] != '.') continue;
-    const std::string request = line.substr(1, line.find(' ') == std::string::npos ? std::string::npos : line.find(' ') - 1);
+    const std::string request = line.substr(
+        1, line.find(' ') == std::string::npos ? std::string::npos : line.find(' ') - 1);
     INFO(line);
-    CHECK(std::set<std::string>{"\\\"", "TH", "SH", "SS", "TP", "B", "BI", "BR", "I", "PP",
-                                "RS", "RE", "nf", "fi"}
+    CHECK(std::set<std::string>{"\\\"", "TH", "SH", "SS", "TP", "B", "BI", "BR", "I", "PP", "RS",
+                                "RE", "nf", "fi"}
               .count(request) == 1);
   }
 }

@@ -17,13 +17,14 @@ using testing::TempDir;
 
 std::string write_config(const TempDir& dir, const std::string& extra = "") {
   const std::string path = dir.file("gatewayd.yaml");
-  std::ofstream(path) << "gateway:\n  id: cfg-gw-01\n  site: s\n  building: b\n  data_dir: data\n"
-                         "control: { socket: gatewayd.sock }\n"
-                         "mqtt:\n  uri: tcp://127.0.0.1:1\n"
-                      << extra
-                      << "devices:\n  - id: meter-1\n    kind: energy_meter\n    driver: modbus_tcp\n"
-                         "    address: 127.0.0.1:1502\n    poll: 1s\n    points:\n"
-                         "      - { name: energy_total, address: 0, type: uint32, unit: kWh }\n";
+  std::ofstream(path)
+      << "gateway:\n  id: cfg-gw-01\n  site: s\n  building: b\n  data_dir: data\n"
+         "control: { socket: gatewayd.sock }\n"
+         "mqtt:\n  uri: tcp://127.0.0.1:1\n"
+      << extra
+      << "devices:\n  - id: meter-1\n    kind: energy_meter\n    driver: modbus_tcp\n"
+         "    address: 127.0.0.1:1502\n    poll: 1s\n    points:\n"
+         "      - { name: energy_total, address: 0, type: uint32, unit: kWh }\n";
   return path;
 }
 
@@ -57,8 +58,8 @@ void fill_buffer(const std::string& data_dir) {
   std::filesystem::create_directories(data_dir);
   auto buf = storage::EventBuffer::open(data_dir + "/buffer.db");
   REQUIRE(buf);
-  std::vector<storage::BufferedEvent> events = {make(1, v1::TELEMETRY), make(2, v1::ACCESS, "0004123456"),
-                                                make(3, v1::TELEMETRY)};
+  std::vector<storage::BufferedEvent> events = {
+      make(1, v1::TELEMETRY), make(2, v1::ACCESS, "0004123456"), make(3, v1::TELEMETRY)};
   REQUIRE(buf.value()->append_batch(events));
 }
 
@@ -85,7 +86,8 @@ TEST_CASE("check-config: OK line, or every problem and exit 78") {
   Ran r = run_ctl({"check-config", bad});
   CHECK(r.rc == 78);
   CHECK_THAT(r.err, Catch::StartsWith("gatewayctl: config error: " + bad + ":"));
-  CHECK_THAT(r.err, Catch::Contains("gatewayctl: config error: " + bad + ":3: gateway.colour: unknown key 'colour'"));
+  CHECK_THAT(r.err, Catch::Contains("gatewayctl: config error: " + bad +
+                                    ":3: gateway.colour: unknown key 'colour'"));
 }
 
 TEST_CASE("a config that does not load stops a daemon command with exit 78") {
@@ -102,7 +104,8 @@ TEST_CASE("--config gives the socket") {
   const std::string cfg = write_config(dir);
   Ran r = run_ctl({"status", "--config", cfg});
   CHECK(r.rc == 69);
-  CHECK_THAT(r.err, Catch::Contains("cannot connect to gatewayd at " + dir.path() + "/gatewayd.sock"));
+  CHECK_THAT(r.err,
+             Catch::Contains("cannot connect to gatewayd at " + dir.path() + "/gatewayd.sock"));
 }
 
 TEST_CASE("buffer --data-dir reads the file offline, in the old layout") {
@@ -110,15 +113,17 @@ TEST_CASE("buffer --data-dir reads the file offline, in the old layout") {
   fill_buffer(dir.file("data"));
   Ran r = run_ctl({"buffer", "--data-dir", dir.file("data")});
   CHECK(r.rc == 0);
-  CHECK_THAT(r.out, Catch::StartsWith("buffer " + dir.file("data") + "/buffer.db\n"
+  CHECK_THAT(r.out, Catch::StartsWith("buffer " + dir.file("data") +
+                                      "/buffer.db\n"
                                       "  pending 3 events, next seq 4\n"
                                       "  class         pending        bytes     oldest age\n"
                                       "  access              1"));
   Ran j = run_ctl({"buffer", "--data-dir", dir.file("data"), "--json"});
   CHECK(j.rc == 0);
-  CHECK_THAT(j.out, Catch::StartsWith("{\"path\":\"" + dir.file("data") +
-                                      "/buffer.db\",\"schema_version\":1,\"next_seq\":4,\"pending\":3,"
-                                      "\"classes\":{\"access\":{\"pending\":1,"));
+  CHECK_THAT(j.out,
+             Catch::StartsWith("{\"path\":\"" + dir.file("data") +
+                               "/buffer.db\",\"schema_version\":1,\"next_seq\":4,\"pending\":3,"
+                               "\"classes\":{\"access\":{\"pending\":1,"));
   Ran none = run_ctl({"buffer", "--data-dir", dir.file("nothing")});
   CHECK(none.rc == 69);
   CHECK(none.err == "gatewayctl buffer: no buffer at " + dir.file("nothing") + "/buffer.db\n");
@@ -167,7 +172,8 @@ TEST_CASE("buffer export to a file via --config, and its summary") {
   const std::string out = dir.file("backlog.jsonl");
   Ran r = run_ctl({"buffer", "export", out, "--config", cfg, "--class", "telemetry"});
   CHECK(r.rc == 0);
-  CHECK(r.out == "exported 2 events (seq 1..3) from " + dir.file("data") + "/buffer.db to " + out + "\n");
+  CHECK(r.out ==
+        "exported 2 events (seq 1..3) from " + dir.file("data") + "/buffer.db to " + out + "\n");
   std::ifstream f(out);
   std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   CHECK(std::count(all.begin(), all.end(), '\n') == 2);
@@ -176,9 +182,11 @@ TEST_CASE("buffer export to a file via --config, and its summary") {
   Ran missing = run_ctl({"buffer", "export", out});
   CHECK(missing.rc == 1);
   CHECK(missing.err == "gatewayctl: buffer export: give --data-dir DIR or --config FILE\n");
-  Ran bad_class = run_ctl({"buffer", "export", out, "--data-dir", dir.file("data"), "--class", "x"});
+  Ran bad_class =
+      run_ctl({"buffer", "export", out, "--data-dir", dir.file("data"), "--class", "x"});
   CHECK(bad_class.rc == 1);
-  CHECK_THAT(bad_class.err, Catch::Contains("--class must be access, alarm, telemetry or status (got 'x')"));
+  CHECK_THAT(bad_class.err,
+             Catch::Contains("--class must be access, alarm, telemetry or status (got 'x')"));
 }
 
 TEST_CASE("buffer export skips a payload that is not an event and says so") {
@@ -192,7 +200,8 @@ TEST_CASE("buffer export skips a payload that is not an event and says so") {
   Ran r = run_ctl({"buffer", "export", "-", "--data-dir", dir.file("data")});
   CHECK(r.rc == 1);
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 2);
-  CHECK_THAT(r.err, Catch::Contains("seq 2: payload (4 bytes) is not a campus.gateway.v1.Event; skipped"));
+  CHECK_THAT(r.err,
+             Catch::Contains("seq 2: payload (4 bytes) is not a campus.gateway.v1.Event; skipped"));
 }
 
 TEST_CASE("buffer export refuses a file that is not a gatewayd buffer") {

@@ -1,11 +1,11 @@
 #include "tools/gatewayctl/probe.h"
 
 #include <arpa/inet.h>
-#include <catch2/catch.hpp>
 #include <modbus/modbus.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <catch2/catch.hpp>
 #include <thread>
 
 namespace gw::ctl {
@@ -74,8 +74,8 @@ TEST_CASE("probe options: defaults and the full modpoll-like set") {
   CHECK_FALSE(d->type);
 
   auto r = probe_args({"tcp://h", "--unit", "3", "--table", "input", "--address", "0x5000",
-                       "--count", "4", "--type", "float32", "--word-order", "little",
-                       "--scale", "0.01", "--offset", "-1", "--timeout", "250ms"});
+                       "--count", "4", "--type", "float32", "--word-order", "little", "--scale",
+                       "0.01", "--offset", "-1", "--timeout", "250ms"});
   REQUIRE(r);
   CHECK(r->unit == 3);
   CHECK(r->table == RegisterTable::kInput);
@@ -118,7 +118,8 @@ TEST_CASE("probe option values are checked and named") {
              Catch::Contains("not a whole number of float32 values"));
   CHECK_THAT(probe_error({"tcp://h", "--table", "coil", "--type", "int16"}),
              Catch::Contains("must have type bool"));
-  CHECK_THAT(probe_error({"tcp://h", "--timeout", "5"}), Catch::Contains("--timeout must be a duration"));
+  CHECK_THAT(probe_error({"tcp://h", "--timeout", "5"}),
+             Catch::Contains("--timeout must be a duration"));
 }
 
 TEST_CASE("probe output: registers in decimal and hex, decoded values at their first register") {
@@ -138,7 +139,8 @@ TEST_CASE("probe output: registers in decimal and hex, decoded values at their f
 }
 
 TEST_CASE("probe output for bits, and as JSON") {
-  ProbeRequest r = *probe_args({"tcp://h:1502", "--table", "coil", "--address", "10", "--count", "3"});
+  ProbeRequest r =
+      *probe_args({"tcp://h:1502", "--table", "coil", "--address", "10", "--count", "3"});
   ProbeResult res;
   res.bits = {1, 0, 1};
   res.latency_ms = 3;
@@ -148,8 +150,9 @@ TEST_CASE("probe output for bits, and as JSON") {
         "       10  (0x000a)    1\n"
         "       11  (0x000b)    0\n"
         "       12  (0x000c)    1\n");
-  CHECK(probe_json(r, res).dump() ==
-        R"({"target":"tcp://h:1502","unit":1,"table":"coil","address":10,"count":3,"latency_ms":3.0,"bits":[1,0,1]})");
+  CHECK(
+      probe_json(r, res).dump() ==
+      R"({"target":"tcp://h:1502","unit":1,"table":"coil","address":10,"count":3,"latency_ms":3.0,"bits":[1,0,1]})");
 }
 
 TEST_CASE("Modbus exceptions are explained") {

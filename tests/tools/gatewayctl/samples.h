@@ -21,7 +21,9 @@ inline void use_utc() {
 }
 
 inline Json device_summary(const std::string& id, bool online, const std::string& error = "") {
-  return Json{{"id", id}, {"online", online}, {"state", online ? "online" : "offline"},
+  return Json{{"id", id},
+              {"online", online},
+              {"state", online ? "online" : "offline"},
               {"last_error", error}};
 }
 
@@ -32,36 +34,35 @@ inline Json healthy_status() {
     std::snprintf(id, sizeof id, "meter-b1-%02d", i);
     devices.push_back(device_summary(id, true));
   }
-  return Json{
-      {"gateway_id", "lib-gw-01"},
-      {"version", "0.1.0"},
-      {"boot_id", "5f3c2a9e"},
-      {"uptime_s", 3 * 86400 + 4 * 3600},
-      {"started_at_us", kNowUs - (3LL * 86400 + 4 * 3600) * 1000000},
-      {"mqtt",
-       {{"uri", "tcp://broker.campus:1883"},
-        {"connected", true},
-        {"connected_since_us", kNowUs - (2LL * 3600 + 13 * 60) * 1000000},
-        {"reconnects", 1},
-        {"last_error", ""},
-        {"inflight", 0},
-        {"published_events", 120344},
-        {"acked_events", 120344},
-        {"republished_events", 12}}},
-      {"buffer",
-       {{"pending", 0},
-        {"oldest_age_s", 0},
-        {"next_seq", 120345},
-        {"classes",
-         {{"access", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}},
-          {"alarm", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}},
-          {"telemetry", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}},
-          {"status", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}}}}}},
-      {"devices_online", 12},
-      {"devices_offline", 0},
-      {"devices", devices},
-      {"buses", Json::array()},
-      {"last_errors", Json::array()}};
+  return Json{{"gateway_id", "lib-gw-01"},
+              {"version", "0.1.0"},
+              {"boot_id", "5f3c2a9e"},
+              {"uptime_s", 3 * 86400 + 4 * 3600},
+              {"started_at_us", kNowUs - (3LL * 86400 + 4 * 3600) * 1000000},
+              {"mqtt",
+               {{"uri", "tcp://broker.campus:1883"},
+                {"connected", true},
+                {"connected_since_us", kNowUs - (2LL * 3600 + 13 * 60) * 1000000},
+                {"reconnects", 1},
+                {"last_error", ""},
+                {"inflight", 0},
+                {"published_events", 120344},
+                {"acked_events", 120344},
+                {"republished_events", 12}}},
+              {"buffer",
+               {{"pending", 0},
+                {"oldest_age_s", 0},
+                {"next_seq", 120345},
+                {"classes",
+                 {{"access", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}},
+                  {"alarm", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}},
+                  {"telemetry", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}},
+                  {"status", {{"pending", 0}, {"bytes", 0}, {"oldest_age_s", 0}}}}}}},
+              {"devices_online", 12},
+              {"devices_offline", 0},
+              {"devices", devices},
+              {"buses", Json::array()},
+              {"last_errors", Json::array()}};
 }
 
 inline Json degraded_status() {
@@ -81,13 +82,19 @@ inline Json degraded_status() {
   st["devices_online"] = 10;
   st["devices_offline"] = 2;
   st["devices"][6] = device_summary("meter-b1-07", false, "no answer within 200ms");
-  st["devices"][8] = device_summary("meter-b1-09", false, "connect to 10.0.3.29:502: Connection refused");
-  st["buses"] = Json::array({Json{{"id", "rs485-1"}, {"open", true}, {"exchanges", 12033},
-                                  {"timeouts", 37}, {"bad_frames", 2}, {"discarded_bytes", 17},
+  st["devices"][8] =
+      device_summary("meter-b1-09", false, "connect to 10.0.3.29:502: Connection refused");
+  st["buses"] = Json::array({Json{{"id", "rs485-1"},
+                                  {"open", true},
+                                  {"exchanges", 12033},
+                                  {"timeouts", 37},
+                                  {"bad_frames", 2},
+                                  {"discarded_bytes", 17},
                                   {"queued", 1}}});
   st["last_errors"] = Json::array(
       {Json{{"at_us", at(3, 12, 4)}, {"component", "uplink"}, {"message", "connection refused"}},
-       Json{{"at_us", at(3, 11, 58)}, {"component", "meter-b1-07"},
+       Json{{"at_us", at(3, 11, 58)},
+            {"component", "meter-b1-07"},
             {"message", "offline: no answer within 200ms"}}});
   return st;
 }
@@ -115,16 +122,22 @@ inline Json device_full(const std::string& id, bool online) {
             {"poll_ms_achieved", online ? 5004.2 : 20100.0},
             {"latency_ms", {{"last", online ? 12.4 : 0.0}, {"avg", online ? 15.1 : 182.0}}},
             {"points", Json::array()}};
-  d["points"].push_back({{"name", "energy_total"}, {"value", 1234.56}, {"unit", "kWh"},
-                         {"good", true}, {"at_us", online ? at(3, 25, 58) : at(3, 11, 40)}});
-  d["points"].push_back({{"name", "voltage_l1"}, {"value", online ? Json(231.7) : Json(nullptr)},
-                         {"unit", "V"}, {"good", online}, {"at_us", online ? at(3, 25, 58) : at(3, 11, 40)}});
+  d["points"].push_back({{"name", "energy_total"},
+                         {"value", 1234.56},
+                         {"unit", "kWh"},
+                         {"good", true},
+                         {"at_us", online ? at(3, 25, 58) : at(3, 11, 40)}});
+  d["points"].push_back({{"name", "voltage_l1"},
+                         {"value", online ? Json(231.7) : Json(nullptr)},
+                         {"unit", "V"},
+                         {"good", online},
+                         {"at_us", online ? at(3, 25, 58) : at(3, 11, 40)}});
   return d;
 }
 
 inline Json devices_result() {
-  return Json{{"devices", Json::array({device_full("meter-b1-01", true),
-                                       device_full("meter-b1-07", false)})}};
+  return Json{{"devices",
+               Json::array({device_full("meter-b1-01", true), device_full("meter-b1-07", false)})}};
 }
 
 // A telemetry event in protobuf's JSON form (64-bit integers as strings).
@@ -137,11 +150,14 @@ inline Json telemetry_event(uint64_t seq) {
               {"device_time_us", "0"},
               {"historical", false},
               {"meter",
-               {{"values",
-                 Json::array({Json{{"name", "energy_total"}, {"value", 1234.56}, {"unit", "kWh"},
-                                   {"quality", "GOOD"}},
-                              Json{{"name", "voltage_l1"}, {"value", 231.7}, {"unit", "V"},
-                                   {"quality", "GOOD"}}})}}}};
+               {{"values", Json::array({Json{{"name", "energy_total"},
+                                             {"value", 1234.56},
+                                             {"unit", "kWh"},
+                                             {"quality", "GOOD"}},
+                                        Json{{"name", "voltage_l1"},
+                                             {"value", 231.7},
+                                             {"unit", "V"},
+                                             {"quality", "GOOD"}}})}}}};
 }
 
 inline Json access_event(uint64_t seq, const std::string& credential) {
