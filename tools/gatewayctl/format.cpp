@@ -214,6 +214,32 @@ std::size_t display_width(std::string_view text) {
   return width;
 }
 
+std::string cut_to_width(std::string_view text, std::size_t width) {
+  if (display_width(text) <= width) return std::string(text);
+  std::string out;
+  std::size_t shown = 0;
+  bool coloured = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == 0x1b && i + 1 < text.size() && text[i + 1] == '[') {
+      std::size_t j = i + 2;
+      while (j < text.size() && !std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
+      out.append(text.substr(i, j + 1 - i));
+      coloured = true;
+      i = j;
+      continue;
+    }
+    if ((c & 0xC0) != 0x80) {
+      if (shown + 1 >= width) break;
+      ++shown;
+    }
+    out += text[i];
+  }
+  if (width > 0) out += "…";
+  if (coloured) out += "\x1b[0m";
+  return out;
+}
+
 std::string render_table(const Table& t, std::size_t max_width) {
   const std::size_t cols = t.headers.size();
   std::vector<std::size_t> widths(cols, 0);
@@ -277,34 +303,42 @@ bool status_is_degraded(const Json& st) {
          (get_int(buffer, "pending") > 0 && get_int(buffer, "oldest_age_s") >= kStaleBacklogS);
 }
 
-std::string status_headline(const Json& st, int64_t now_us, const Style& style) {
+std::string status_headline(const Json& st, int64_t now_us, const Style& style,
+                            std::size_t max_width) {
   const Json& mqtt = field(st, "mqtt");
   const Json& buffer = field(st, "buffer");
   const bool degraded = status_is_degraded(st);
-  std::string out = style.bold(get_string(st, "gateway_id", "?")) + " " +
-                    (degraded ? style.red("DEGRADED") : style.green("OK")) + " " +
-                    std::string(kDash) + " ";
+  const std::string head = style.bold(get_string(st, "gateway_id", "?")) + " " +
+                           (degraded ? style.red("DEGRADED") : style.green("OK")) + " " +
+                           std::string(kDash) + " ";
+  std::vector<std::string> reasons;
 
   const int64_t since = get_int(mqtt, "connected_since_us");
-  const std::string mqtt_error = get_string(mqtt, "last_error");
   if (get_bool(mqtt, "connected")) {
-    out += "MQTT connected";
-    if (since > 0) out += " " + format_age((now_us - since) / 1000000);
+    reasons.push_back("MQTT connected" +
+                      (since > 0 ? " " + format_age((now_us - since) / 1000000) : std::string()));
   } else {
     const int64_t down = mqtt_down_since(mqtt);
-    out += style.red(down > 0 ? "MQTT down since " + format_clock(down, now_us)
-                              : std::string("MQTT down"));
-    if (!mqtt_error.empty()) out += " (" + mqtt_error + ")";
+    std::string text = style.red(down > 0 ? "MQTT down since " + format_clock(down, now_us)
+                                          : std::string("MQTT down"));
+    std::string error = get_string(mqtt, "last_error");
+    // On a terminal a long broker error is shortened to end the first line.
+    if (max_width > 0) {
+      const std::size_t used = display_width(head) + display_width(text) + 4;  // " (" ")" ","
+      error = cut_to_width(error, used + 12 < max_width ? max_width - used : 12);
+    }
+    if (!error.empty()) text += " (" + error + ")";
+    reasons.push_back(text);
   }
 
   const auto pending = get_count(buffer, "pending");
   if (pending == 0) {
-    out += ", 0 pending";
+    reasons.push_back("0 pending");
   } else {
     const int64_t oldest = get_int(buffer, "oldest_age_s");
     std::string text =
         plural(pending, "event", "events") + " waiting (oldest " + format_age(oldest) + ")";
-    out += ", " + (oldest >= kStaleBacklogS ? style.yellow(text) : text);
+    reasons.push_back(oldest >= kStaleBacklogS ? style.yellow(text) : text);
   }
 
   const auto online = get_count(st, "devices_online");
@@ -314,16 +348,36 @@ std::string status_headline(const Json& st, int64_t now_us, const Style& style) 
                              ? static_cast<uint64_t>(devices.size())
                              : online + offline;
   if (offline > 0) {
-    out += ", " + style.red(format_count(offline) + "/" + format_count(total) + " devices offline");
+    reasons.push_back(
+        style.red(format_count(offline) + "/" + format_count(total) + " devices offline"));
   } else {
-    out += ", " + format_count(online) + "/" + format_count(total) + " devices online";
+    reasons.push_back(format_count(online) + "/" + format_count(total) + " devices online");
+  }
+
+  // One line; on a narrow terminal the reasons wrap whole onto indented lines.
+  std::string out = head;
+  std::size_t col = display_width(head);
+  for (std::size_t i = 0; i < reasons.size(); ++i) {
+    const std::string piece = reasons[i] + (i + 1 < reasons.size() ? "," : "");
+    const std::size_t w = display_width(piece);
+    if (i > 0) {
+      if (max_width > 0 && col + 1 + w > max_width) {
+        out += "\n  ";
+        col = 2;
+      } else {
+        out += " ";
+        ++col;
+      }
+    }
+    out += piece;
+    col += w;
   }
   return out;
 }
 
 std::string status_screen(const Json& st, int64_t now_us, const Style& style,
                           std::size_t max_width) {
-  std::string out = status_headline(st, now_us, style) + "\n\n";
+  std::string out = status_headline(st, now_us, style, max_width) + "\n\n";
 
   // Gateway
   out += label(style, "Gateway") + "version " + get_string(st, "version", "?") + ", up " +
@@ -369,6 +423,7 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
   out += label(style, "Buffer") + plural(pending, "event", "events") + " pending";
   if (pending > 0) out += ", oldest " + format_age(get_int(buffer, "oldest_age_s"));
   out += ", next seq " + format_count(get_count(buffer, "next_seq")) + "\n";
+  // Only the classes holding events: an empty table says nothing the line above does not.
   Table classes;
   classes.indent = kCont;
   classes.headers = {"class", "pending", "bytes", "oldest"};
@@ -377,10 +432,11 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
   for (std::string_view name : class_order()) {
     const Json& c = field(by_class, name);
     const auto n = get_count(c, "pending");
+    if (n == 0) continue;
     classes.rows.push_back({std::string(name), format_count(n), format_bytes(get_count(c, "bytes")),
-                            n ? format_age(get_int(c, "oldest_age_s")) : std::string("-")});
+                            format_age(get_int(c, "oldest_age_s"))});
   }
-  out += render_table(classes);
+  if (!classes.rows.empty()) out += render_table(classes);
 
   // Devices
   const auto online = get_count(st, "devices_online");
@@ -402,11 +458,16 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
     t.indent = kCont;
     t.headers = {"device", "state", "last error"};
     for (const Json* d : not_online) {
+      if (max_width > 0 && t.rows.size() == kMaxOfflineShown) break;
       t.rows.push_back({get_string(*d, "id"), state_text(device_state(*d), style),
                         or_dash(get_string(*d, "last_error"))});
     }
     std::string rendered = render_table(t, max_width);
     out += rendered.substr(rendered.find('\n') + 1);  // the section label says what the rows are
+    if (not_online.size() > t.rows.size()) {
+      out += kCont + "... and " + format_count(not_online.size() - t.rows.size()) +
+             " more: gatewayctl devices --offline\n";
+    }
   }
 
   // Buses
@@ -451,12 +512,25 @@ std::string status_screen(const Json& st, int64_t now_us, const Style& style,
       t.rows.push_back({format_clock(get_int(e, "at_us"), now_us, true), component, text});
       i = j;
     }
+    const std::size_t cap = max_width > 0 ? kMaxErrorsShown : t.rows.size();
+    const std::size_t more = t.rows.size() > cap ? t.rows.size() - cap : 0;
+    t.rows.resize(t.rows.size() - more);
     std::string rendered = render_table(t, max_width);
     out += rendered.substr(rendered.find('\n') + 1);
+    if (more) {
+      out += kCont + "... and " + std::to_string(more) + " older: gatewayctl status --json\n";
+    }
   } else {
     out += label(style, "Errors") + "none recently\n";
   }
-  return out;
+  if (max_width == 0) return out;
+  // On a terminal every line fits its width: a wrapped line would push the verdict off screen.
+  std::string fitted;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = out.find('\n', start)) != std::string::npos; start = nl + 1) {
+    fitted += cut_to_width(std::string_view(out).substr(start, nl - start), max_width) + "\n";
+  }
+  return fitted;
 }
 
 std::string devices_table(const Json& result, const Style& style, bool offline_only,

@@ -40,6 +40,9 @@ std::string format_clock(int64_t at_us, int64_t now_us, bool seconds = false);
 std::string format_time_ms(int64_t at_us);
 // Visible width of text: UTF-8 code points, ANSI colour sequences excluded.
 std::size_t display_width(std::string_view text);
+// Cuts text to `width` visible characters, the last being "…"; colour sequences are kept and
+// closed. Text that fits is returned unchanged.
+std::string cut_to_width(std::string_view text, std::size_t width);
 
 // A plain text table: columns padded to the widest cell (cells may carry colours), numbers
 // right-aligned where asked. With max_width > 0 the last column is cut to fit, ending in "…".
@@ -56,10 +59,16 @@ std::string render_table(const Table& table, std::size_t max_width = 0);
 // waiting (oldest 14m), 2/12 devices offline". Degraded: MQTT not connected, a device offline, or
 // the oldest buffered event older than kStaleBacklogS.
 inline constexpr int64_t kStaleBacklogS = 300;
+// With max_width > 0 (a terminal) the MQTT error is shortened and the reasons wrap onto indented
+// lines instead of running past the edge.
 bool status_is_degraded(const Json& status);
-std::string status_headline(const Json& status, int64_t now_us, const Style& style);
+std::string status_headline(const Json& status, int64_t now_us, const Style& style,
+                            std::size_t max_width = 0);
 // The whole screen: headline, then MQTT, buffer per class, offline devices, buses, recent errors.
-// With max_width > 0 (a terminal), long messages are cut to fit one line each.
+// With max_width > 0 (a terminal) every line is cut to fit and the lists of offline devices and
+// recent errors are capped (with a pointer to the full list), so the screen fits 80x24.
+inline constexpr std::size_t kMaxOfflineShown = 3;
+inline constexpr std::size_t kMaxErrorsShown = 4;
 std::string status_screen(const Json& status, int64_t now_us, const Style& style,
                           std::size_t max_width = 0);
 

@@ -30,7 +30,7 @@ TEST_CASE("global options go before or after the command") {
   }
 }
 
-TEST_CASE("--name=value works like --name value") {
+TEST_CASE("an option written name=value works like name value") {
   const Invocation inv = parse_ok({"tail", "--device=meter-b1-01", "--class", "alarm"});
   CHECK(inv.get("--device") == "meter-b1-01");
   CHECK(inv.get("--class") == "alarm");
@@ -62,7 +62,7 @@ TEST_CASE("positional arguments are collected in order") {
   CHECK(inv.args[1] == "voltage_l1");
 }
 
-TEST_CASE("-- ends the options") {
+TEST_CASE("a double dash ends the options") {
   const Invocation inv = parse_ok({"check-config", "--", "--odd-name.yaml"});
   REQUIRE(inv.args.size() == 1);
   CHECK(inv.args[0] == "--odd-name.yaml");

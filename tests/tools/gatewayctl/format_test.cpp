@@ -138,7 +138,6 @@ TEST_CASE("the status screen puts the verdict first and lists what is wrong") {
         "Buffer    1,204 events pending, oldest 14m, next seq 121,549\n"
         "          class      pending      bytes  oldest\n"
         "          access           3    1.2 KiB     14m\n"
-        "          alarm            0        0 B       -\n"
         "          telemetry    1,190  410.0 KiB     14m\n"
         "          status          11    1.1 KiB     12m\n"
         "Devices   10 of 12 online, 2 offline:\n"
@@ -277,6 +276,49 @@ TEST_CASE("read and reload results in one line") {
                         {"changed", Json::array()},
                         {"unchanged", 12}};
   CHECK(reload_summary(nothing) == "reloaded: nothing changed (12 devices unchanged)");
+}
+
+TEST_CASE("on a terminal the status screen fits: lines cut, long lists capped") {
+  testing::use_utc();
+  Json st = testing::degraded_status();
+  st["mqtt"]["last_error"] =
+      "connect failed: MQTT error [-1]: TCP/TLS connect failure to broker.campus.example:8883";
+  for (int i = 0; i < 12; ++i) {
+    st["devices"][i] = testing::device_summary("meter-b1-" + std::to_string(10 + i), false,
+                                               "read from 10.0.3.40:502: no answer within 1000ms");
+  }
+  st["devices_online"] = 0;
+  st["devices_offline"] = 12;
+  Json errors = Json::array();
+  for (int i = 0; i < 10; ++i) {
+    errors.push_back(Json{{"at_us", testing::at(3, 20, 59 - i)},
+                          {"component", "c" + std::to_string(i)},
+                          {"message", "something distinct went wrong number " + std::to_string(i) +
+                                          " and the message is long enough to need cutting"}});
+  }
+  st["last_errors"] = errors;
+  const std::string screen = status_screen(st, kNowUs, kPlain, 80);
+  std::size_t start = 0, lines = 0;
+  for (std::size_t nl; (nl = screen.find('\n', start)) != std::string::npos; start = nl + 1) {
+    const std::string line = screen.substr(start, nl - start);
+    INFO(line);
+    CHECK(display_width(line) <= 80);
+    ++lines;
+  }
+  CHECK(lines <= 24);
+  CHECK_THAT(screen,
+             Catch::StartsWith("lib-gw-01 DEGRADED — MQTT down since 03:12 (connect failed: "
+                               "MQTT error [-1]: …),\n"
+                               "  1,204 events waiting (oldest 14m), 12/12 devices offline\n"));
+  CHECK_THAT(screen, Catch::Contains("... and 9 more: gatewayctl devices --offline\n"));
+  CHECK_THAT(screen, Catch::Contains("... and 6 older: gatewayctl status --json\n"));
+}
+
+TEST_CASE("cutting keeps colour sequences and closes them") {
+  const std::string red = Style{true}.red("abcdefghij");
+  CHECK(cut_to_width(red, 5) == "\x1b[31mabcd…\x1b[0m");
+  CHECK(cut_to_width("short", 10) == "short");
+  CHECK(display_width(cut_to_width("größer als das", 6)) == 6);
 }
 
 }  // namespace

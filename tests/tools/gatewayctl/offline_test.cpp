@@ -99,7 +99,7 @@ TEST_CASE("a config that does not load stops a daemon command with exit 78") {
   CHECK_THAT(r.err, Catch::StartsWith("gatewayctl: config error: " + bad));
 }
 
-TEST_CASE("--config gives the socket") {
+TEST_CASE("the config file gives the socket") {
   TempDir dir;
   const std::string cfg = write_config(dir);
   Ran r = run_ctl({"status", "--config", cfg});
