@@ -5,6 +5,8 @@
 // input into an error value instead.
 #include "gateway/config.h"
 
+#include "gateway/edit_distance.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,23 +81,6 @@ std::string join(const std::vector<std::string_view>& items, std::string_view se
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-// Optimal string alignment distance: a typo is usually one dropped, added, changed or swapped
-// letter.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
 
 // The valid word closest to `word`, or "" when none is close enough to be a likely typo.
 std::string closest(std::string_view word, const std::vector<std::string_view>& options) {

@@ -1,9 +1,12 @@
 // The control protocol between gatewayd and gatewayctl, version 1. Shared by both sides.
 //
 // Transport: the Unix stream socket of `control.socket` (mode 0660). Every message is one line
-// of JSON (UTF-8, no newline inside), at most kMaxLineBytes; a longer or unparsable line gets a
-// bad_request error and the connection stays usable. Several requests may be sent on one
-// connection; responses come in request order.
+// of JSON (UTF-8, no newline inside). A request is at most kMaxLineBytes; a longer or unparsable
+// one gets a bad_request error (with id 0 when none could be read) and the connection stays
+// usable. Replies are not bounded by kMaxLineBytes (a large building's `devices` is bigger): a
+// client should accept up to kMaxReplyBytes. Several requests may share a connection; responses
+// come in request order, except that `read` answers when its device has. A stream takes its
+// connection for itself.
 //
 // Request:   {"v":1, "id":7, "cmd":"status", "args":{...}}        ("args" optional)
 // Response:  {"v":1, "id":7, "ok":true,  "result":{...}}
@@ -23,7 +26,8 @@
 //              devices_online, devices_offline,
 //              devices:[{id, online, state:"online"|"offline"|"unknown", last_error}],
 //              buses:[{id, open, exchanges, timeouts, bad_frames, discarded_bytes, queued}],
-//              last_errors:[{at_us, component, message}]}          (newest first, at most 10)
+//              last_errors:[{at_us, component, message}]}   (warnings and errors, newest first,
+//                                                             at most 10)
 //   devices  {device?} -> {devices:[{id, kind, driver, address, unit_id, online, state,
 //              last_good_read_us, last_error, polls, failures,
 //              errors:{timeout, protocol, unavailable, other}, skipped_while_offline, overruns,
@@ -31,8 +35,11 @@
 //              points:[{name, value, unit, good, at_us}]}]}    (address: host:port or bus id)
 //   buffer   {oldest?=5} -> {path, next_seq, pending,
 //              classes:{<class>:{pending, bytes, oldest_age_s}}, oldest:[<event>...]}
+//              (oldest: up to `oldest` events of each class, classes in the order above)
 //   tail     {device?, class?, show_credentials?} -> stream of {event:<event>}
 //   trace    {device, show_credentials?} -> stream of {at_us, device, dir:"tx"|"rx", hex, note}
+//            (hex: lowercase byte pairs separated by one space; note: why a frame was bad, or
+//            empty; bus devices only, bad_request for others)
 //   read     {device, point} -> {device, point, value, unit, good, error, latency_ms}
 //            (answered when the device has: other requests on the same connection may be
 //            answered first; value is null when the read failed, error says why)
@@ -50,6 +57,7 @@ namespace gw::control {
 
 inline constexpr int kProtocolVersion = 1;
 inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
+inline constexpr std::size_t kMaxReplyBytes = 64 * 1024 * 1024;
 inline constexpr const char* kDefaultSocket = "/run/gatewayd/gatewayd.sock";
 
 namespace error_code {

@@ -636,7 +636,7 @@ Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::Cont
     auto it = devices_.find(*id);
     if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + *id + "'");
     if (it->second.poller->device().bus.empty()) {
-      return Reply::error(ec::kUnavailable,
+      return Reply::error(ec::kBadRequest,
                           "trace shows the frames of bus devices (modbus_rtu, dlt645); " + *id +
                               " uses " + it->second.poller->device().driver +
                               ", whose frames libmodbus keeps to itself");
@@ -698,6 +698,7 @@ Json Gateway::status_json() {
               {"mqtt", Json{{"uri", config_.mqtt.uri},
                             {"connected", u.connected},
                             {"connected_since_us", u.connected ? u.connected_since_us : 0},
+                            {"disconnected_since_us", u.disconnected_since_us},
                             {"reconnects", u.reconnects},
                             {"last_error", u.last_error},
                             {"inflight", u.inflight},

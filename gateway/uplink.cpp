@@ -139,7 +139,10 @@ Uplink::~Uplink() {
   client_.reset();
 }
 
-void Uplink::start() { connect(); }
+void Uplink::start() {
+  stats_.disconnected_since_us = wall_now_us();
+  connect();
+}
 
 void Uplink::connect() {
   if (stopping_ || connecting_ || stats_.connected) return;
@@ -178,6 +181,7 @@ void Uplink::on_connected(bool session_present) {
   const bool first = stats_.connected_since_us == 0;
   stats_.connected = true;
   stats_.connected_since_us = wall_now_us();
+  stats_.disconnected_since_us = 0;
   if (!first) ++stats_.reconnects;
   connected_at_ = std::chrono::steady_clock::now();
   link_followed_outage_ = outage_;
@@ -203,6 +207,7 @@ void Uplink::on_connection_lost(const std::string& why) {
 }
 
 void Uplink::reset_link() {
+  if (stats_.connected) stats_.disconnected_since_us = wall_now_us();
   stats_.connected = false;
   health_timer_.cancel();
   // Whatever awaited a PUBACK goes out again on the next connection; callbacks that still

@@ -63,6 +63,7 @@ struct UplinkSettings {
 struct UplinkStats {
   bool connected = false;
   int64_t connected_since_us = 0;
+  int64_t disconnected_since_us = 0;  // when the link was last lost (or the start), 0 while up
   uint64_t reconnects = 0;          // successful connects after the first
   uint64_t published_messages = 0;
   uint64_t published_events = 0;

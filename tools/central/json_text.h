@@ -53,9 +53,13 @@ inline std::string format_double(double v) {
 
 // For people: ten significant digits hide float32 and scale artefacts (49.98, not
 // 49.980000000000004); the JSON output keeps the exact value.
+// A value that is exactly a float32 (most meter registers) prints as that float's shortest form.
 inline std::string format_reading(double v) {
   char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 10);
+  const float f = static_cast<float>(v);
+  auto [end, ec] = static_cast<double>(f) == v
+                       ? std::to_chars(buf, buf + sizeof buf, f)
+                       : std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 10);
   return ec == std::errc() ? std::string(buf, end) : std::string("nan");
 }
 
