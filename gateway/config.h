@@ -27,6 +27,7 @@ struct GatewaySection {
   std::string site;      // topic level: no '/', '+', '#'
   std::string building;  // topic level: no '/', '+', '#'
   std::string data_dir;  // absolute after loading
+  bool operator==(const GatewaySection&) const = default;
 };
 
 struct TlsSection {
@@ -34,6 +35,7 @@ struct TlsSection {
   std::string cert_file;  // cert_file and key_file together, or neither
   std::string key_file;
   bool verify_hostname = true;
+  bool operator==(const TlsSection&) const = default;
 };
 
 struct MqttSection {
@@ -49,6 +51,7 @@ struct MqttSection {
   int batch_max_events = 100;      // events per EventBatch publish, 1..10000
   Duration backoff_initial = std::chrono::milliseconds(500);  // reconnect backoff bounds
   Duration backoff_max = std::chrono::seconds(30);
+  bool operator==(const MqttSection&) const = default;
 };
 
 enum class WhenFull { kRejectNew, kDropOldest };
@@ -56,6 +59,7 @@ enum class WhenFull { kRejectNew, kDropOldest };
 struct ClassPolicy {
   Duration max_age{};
   WhenFull when_full = WhenFull::kDropOldest;
+  bool operator==(const ClassPolicy&) const = default;
 };
 
 struct BufferSection {
@@ -63,20 +67,24 @@ struct BufferSection {
   // Always holds all four classes after loading (defaults for those the file omits):
   // access and alarm 180d reject_new; telemetry and status 30d drop_oldest.
   std::map<EventClass, ClassPolicy> classes;
+  bool operator==(const BufferSection&) const = default;
 };
 
 struct ControlSection {
   std::string socket = "/run/gatewayd/gatewayd.sock";
+  bool operator==(const ControlSection&) const = default;
 };
 
 struct MetricsSection {
   std::optional<std::string> listen;  // host:port; absent = disabled
+  bool operator==(const MetricsSection&) const = default;
 };
 
 struct PrivacySection {
   enum class CardId { kRaw, kHmac };
   CardId card_id = CardId::kRaw;
   std::string key_file;  // required for kHmac, absolute after loading
+  bool operator==(const PrivacySection&) const = default;
 };
 
 struct BusSection {

@@ -833,28 +833,15 @@ Reply Gateway::reload() {
     return Reply::error(ec::kInvalidConfig, text);
   }
   const config::Config& next = *loaded.config;
-  // Only devices and buses change live; the rest would mean a new identity, a new connection or
-  // a new store, which a restart does cleanly.
+  // Only devices and buses change live; the rest would mean a new identity, a new connection, a
+  // new store or a new listener, which a restart does cleanly. Nothing is applied half.
   std::vector<std::string> needs_restart;
-  auto differs = [](const auto& a, const auto& b) { return !(a == b); };
-  if (differs(config_.gateway.id, next.gateway.id) || differs(config_.gateway.site, next.gateway.site) ||
-      differs(config_.gateway.building, next.gateway.building) ||
-      differs(config_.gateway.data_dir, next.gateway.data_dir)) {
-    needs_restart.push_back("gateway");
-  }
-  if (differs(config_.mqtt.uri, next.mqtt.uri) || differs(config_.mqtt.client_id, next.mqtt.client_id) ||
-      differs(config_.mqtt.username, next.mqtt.username) ||
-      differs(config_.mqtt.password_file, next.mqtt.password_file) ||
-      differs(config_.mqtt.topic_prefix, next.mqtt.topic_prefix) ||
-      differs(config_.mqtt.max_inflight, next.mqtt.max_inflight) ||
-      differs(config_.mqtt.tls.has_value(), next.mqtt.tls.has_value())) {
-    needs_restart.push_back("mqtt");
-  }
-  if (differs(config_.control.socket, next.control.socket)) needs_restart.push_back("control");
-  if (differs(config_.privacy.card_id, next.privacy.card_id) ||
-      differs(config_.privacy.key_file, next.privacy.key_file)) {
-    needs_restart.push_back("privacy");
-  }
+  if (!(config_.gateway == next.gateway)) needs_restart.push_back("gateway");
+  if (!(config_.mqtt == next.mqtt)) needs_restart.push_back("mqtt");
+  if (!(config_.buffer == next.buffer)) needs_restart.push_back("buffer");
+  if (!(config_.control == next.control)) needs_restart.push_back("control");
+  if (!(config_.metrics == next.metrics)) needs_restart.push_back("metrics");
+  if (!(config_.privacy == next.privacy)) needs_restart.push_back("privacy");
   if (!needs_restart.empty()) {
     std::string list;
     for (const auto& s : needs_restart) list += (list.empty() ? "" : ", ") + s;
@@ -911,8 +898,7 @@ Reply Gateway::reload() {
   for (const config::BusSection& b : next.buses) {
     if (!buses_.count(b.id)) start_bus(b);
   }
-  // Everything the new config says outside devices and buses is equal or allowed to change
-  // (buffer retention, metrics, alarms): take it whole.
+  // Outside devices and buses the new config is equal (checked above) or not yet used (alarms).
   config::Config old = std::move(config_);
   config_ = *loaded.config;
   for (const config::DeviceSection* d : to_start) {

@@ -148,6 +148,14 @@ def main():
         assert r["changed"] == ["meter-1"] and r["unchanged"] == 1 and not r["added"], r
         wait_for(lambda: ctl.call("devices", device="meter-1")["result"]["devices"][0]
                  ["poll_ms_configured"] == 300, 5, "meter-1 on its new period")
+        # A change outside devices and buses needs a restart: refused whole, nothing applied.
+        changed_now = open(config).read()
+        with open(config, "w") as f:
+            f.write(changed_now.replace("max_inflight: 10", "max_inflight: 11"))
+        r = ctl.call("reload")
+        assert r["error"]["code"] == "restart_required" and "mqtt" in r["error"]["message"], r
+        with open(config, "w") as f:
+            f.write(changed_now)
         # SIGHUP reloads the same way (nothing changed now).
         gw.proc.send_signal(signal.SIGHUP)
         time.sleep(1.5)
