@@ -1,5 +1,7 @@
 #include "tools/gatewayctl/probe.h"
 
+#include "protocols/modbus_rtu.h"
+
 #include <errno.h>
 #include <modbus/modbus.h>
 #include <netdb.h>
@@ -45,19 +47,6 @@ std::optional<double> parse_number(const std::string& text) {
   return v;
 }
 
-int function_code(RegisterTable t) {
-  switch (t) {
-    case RegisterTable::kCoil:
-      return 1;
-    case RegisterTable::kDiscrete:
-      return 2;
-    case RegisterTable::kHolding:
-      return 3;
-    case RegisterTable::kInput:
-      return 4;
-  }
-  return 3;
-}
 
 std::string range_text(const ProbeRequest& r) {
   return std::string(protocols::to_string(r.table)) + " " + std::to_string(r.address) + ".." +
@@ -357,7 +346,7 @@ std::string modbus_exception_text(int code, const ProbeRequest& r) {
     case 1:
       return prefix + "(illegal function): " + unit + " does not serve the " +
              std::string(protocols::to_string(r.table)) + " table (function " +
-             std::to_string(function_code(r.table)) + "); try another --table (holding or input)";
+             std::to_string(gw::protocols::modbus_rtu::read_function(r.table)) + "); try another --table (holding or input)";
     case 2:
       return prefix + "(illegal data address): " + unit + " has no " + range_text(r) +
              "; check --address and --count (addresses are zero-based: a manual's 40001 is "
