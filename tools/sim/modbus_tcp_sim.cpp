@@ -93,6 +93,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tools/sim/sim_cli.h"
+#include "tools/sim/sim_meter.h"
+
 namespace gw::sim {
 namespace {
 
@@ -124,7 +127,6 @@ constexpr uint64_t kSignalTag = uint64_t{1} << 61;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
     R"(Usage: modbus_tcp_sim [options]
@@ -162,32 +164,6 @@ struct Options {
   int slow_ms = 0;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "modbus_tcp_sim: %s\nTry 'modbus_tcp_sim --help'.\n", message.c_str());
-  std::exit(kExitUsage);
-}
-
-int parse_int(std::string_view flag, std::string_view text, int min, int max) {
-  int value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-    usage_error(std::string(flag) + ": '" + std::string(text) + "' is not an integer in " +
-                std::to_string(min) + ".." + std::to_string(max));
-  }
-  return value;
-}
-
-double parse_seconds(std::string_view flag, std::string_view text) {
-  double value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  // A month bounds the value far below what the steady clock can add without overflow.
-  if (ec != std::errc() || end != text.data() + text.size() || !(value >= 0) ||
-      value > 31 * 86400.0) {
-    usage_error(std::string(flag) + ": '" + std::string(text) +
-                "' is not a number of seconds in 0..2678400");
-  }
-  return value;
-}
 
 // Indices are checked against --devices after all flags are read (flag order is free).
 std::vector<int> parse_index_list(std::string_view flag, std::string_view text) {
@@ -279,93 +255,13 @@ Options parse_options(int argc, char** argv) {
   return options;
 }
 
-// The engineering state of one meter at one tick, in the raw integer units the registers carry
-// where the register is an integer, so the log and the registers cannot disagree by rounding.
-struct MeterValues {
-  uint32_t energy_total_raw;  // kWh * 100
-  float voltage_l1;
-  float current_l1;
-  int16_t active_power_raw;  // W / 10
-  uint16_t frequency_raw;    // Hz * 100
-  int64_t energy_export_wh;
-  double runtime_hours;
-  uint16_t device_tag;
-  bool relay;
-};
 
-MeterValues compute_values(int index, int64_t tick) {
-  const int64_t i = index;
-  const int64_t k = tick;
-  MeterValues v{};
-  const uint64_t energy_base = (i % 2 == 0) ? 100000 : 3000000000;
-  v.energy_total_raw = static_cast<uint32_t>(energy_base + 10000 * i + 37 * k);
-  v.voltage_l1 = 230.0f + 2.0f * std::sin(static_cast<float>(k) / 5.0f + static_cast<float>(i));
-  v.current_l1 =
-      static_cast<float>(5.0 + 0.5 * static_cast<double>(i % 20) +
-                         0.25 * static_cast<double>(k % 7) + 0.013 * static_cast<double>(k % 11));
-  const int64_t power = 150 + 7 * (i % 50) + 3 * (k % 13);
-  v.active_power_raw = static_cast<int16_t>((k + i) % 4 == 3 ? -power : power);
-  v.frequency_raw = static_cast<uint16_t>(4995 + (k + 3 * i) % 11);
-  const int64_t exported = 5000000000 + 1000000 * i + 123 * k;
-  v.energy_export_wh = (i % 2 == 0) ? -exported : exported;
-  v.runtime_hours = 8760.0 * static_cast<double>(1 + i % 5) + 0.1 * static_cast<double>(i) +
-                    static_cast<double>(k) / 3600.0;
-  v.device_tag = static_cast<uint16_t>(1000 + i);
-  v.relay = (k / 10 + i) % 2 == 1;
-  return v;
-}
-
-// Deliberately written apart from protocols/register_map.cpp: the tests decode what this encodes
-// with the gateway's decoder, and a shared helper would hide a mistake made in both directions.
-void put_u32_big(uint32_t value, uint16_t* dest) {
-  dest[0] = static_cast<uint16_t>(value >> 16);
-  dest[1] = static_cast<uint16_t>(value);
-}
-
-void put_u32_little(uint32_t value, uint16_t* dest) {
-  dest[0] = static_cast<uint16_t>(value);
-  dest[1] = static_cast<uint16_t>(value >> 16);
-}
-
-void put_u64_big(uint64_t value, uint16_t* dest) {
-  dest[0] = static_cast<uint16_t>(value >> 48);
-  dest[1] = static_cast<uint16_t>(value >> 32);
-  dest[2] = static_cast<uint16_t>(value >> 16);
-  dest[3] = static_cast<uint16_t>(value);
-}
-
-std::array<uint16_t, kRegisterCount> encode_registers(const MeterValues& v) {
-  std::array<uint16_t, kRegisterCount> regs{};
-  put_u32_big(v.energy_total_raw, &regs[0]);
-  put_u32_big(std::bit_cast<uint32_t>(v.voltage_l1), &regs[2]);
-  put_u32_little(std::bit_cast<uint32_t>(v.current_l1), &regs[4]);
-  regs[6] = static_cast<uint16_t>(v.active_power_raw);
-  regs[7] = v.frequency_raw;
-  put_u64_big(static_cast<uint64_t>(v.energy_export_wh), &regs[8]);
-  put_u64_big(std::bit_cast<uint64_t>(v.runtime_hours), &regs[12]);
-  regs[20] = v.device_tag;
-  return regs;
-}
-
-// One JSON line. Integers scaled by 100 are printed as exact decimals. float32 values are printed
-// as the double they widen to, with 17 digits: that parses back to exactly the double a decoder
-// gets from the registers (9 digits would only round-trip the float), so tests can compare
-// with ==.
+// One line of the values log.
 std::string format_values_line(int64_t t_ms, int index, int port, int64_t tick,
                                const MeterValues& v) {
-  char line[512];
-  const int n = std::snprintf(
-      line, sizeof line,
-      "{\"t_ms\":%" PRId64 ",\"device\":%d,\"port\":%d,\"tick\":%" PRId64
-      ",\"values\":{\"energy_total\":%" PRIu32 ".%02" PRIu32
-      ",\"voltage_l1\":%.17g,\"current_l1\":%.17g,\"active_power\":%d,\"frequency\":%u.%02u"
-      ",\"energy_export\":%" PRId64 ",\"runtime_hours\":%.17g,\"device_tag\":%u,\"relay\":%d}}\n",
-      t_ms, index, port, tick, v.energy_total_raw / 100, v.energy_total_raw % 100,
-      static_cast<double>(v.voltage_l1), static_cast<double>(v.current_l1),
-      static_cast<int>(v.active_power_raw) * 10, v.frequency_raw / 100u, v.frequency_raw % 100u,
-      v.energy_export_wh, v.runtime_hours, static_cast<unsigned>(v.device_tag), v.relay ? 1 : 0);
-  if (n < 0 || static_cast<size_t>(n) >= sizeof line) std::abort();  // the format bounds it
-  return std::string(line, static_cast<size_t>(n));
+  return "{\"t_ms\":" + std::to_string(t_ms) + ",\"device\":" + std::to_string(index) +
+         ",\"port\":" + std::to_string(port) + ",\"tick\":" + std::to_string(tick) +
+         ",\"values\":" + meter_values_json(v) + "}\n";
 }
 
 // Checks a request PDU (function code onwards) before modbus_reply() sees it. Returns 0 when
@@ -670,8 +566,10 @@ bool Simulator::apply_tick(int64_t tick) {
   tick_ = tick;
   const int64_t t_ms = unix_ms_now();
   for (Device& device : devices_) {
-    const MeterValues values = compute_values(device.index, tick);
-    const auto regs = encode_registers(values);
+    const MeterValues values =
+        compute_meter_values(device.index, static_cast<uint16_t>(1000 + device.index), tick);
+    std::array<uint16_t, kRegisterCount> regs{};
+    encode_meter_registers(values, regs);
     std::copy(regs.begin(), regs.end(), device.mapping->tab_registers);
     std::copy(regs.begin(), regs.end(), device.mapping->tab_input_registers);
     device.mapping->tab_bits[0] = values.relay ? 1 : 0;
@@ -884,6 +782,7 @@ void Simulator::close_client(uint64_t id) {
 }  // namespace gw::sim
 
 int main(int argc, char** argv) {
+  gw::sim::set_program_name("modbus_tcp_sim");
   gw::sim::Simulator simulator(gw::sim::parse_options(argc, argv));
   if (!simulator.start()) return gw::sim::kExitFailure;
   return simulator.run();

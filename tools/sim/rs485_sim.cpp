@@ -82,6 +82,8 @@
 
 #include "protocols/dlt645.h"
 #include "tools/sim/dlt645_meter.h"
+#include "tools/sim/sim_cli.h"
+#include "tools/sim/sim_meter.h"
 
 namespace gw::sim {
 namespace {
@@ -92,7 +94,6 @@ namespace dlt645 = protocols::dlt645;
 constexpr int kMinUnit = 1;
 constexpr int kMaxUnit = 255;
 constexpr int kRegisterCount = 22;  // 0..20 as over TCP, 21 = request counter
-constexpr int kDeviceTagRegister = 20;
 constexpr int kCounterRegister = 21;
 constexpr int kMaxReadRegisters = 125;
 constexpr int kMaxReadBits = 2000;
@@ -117,7 +118,6 @@ constexpr int kDltWakeUp = 0xFE;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr const char* kUsage =
     R"(Usage: rs485_sim (--tty PATH | --create-pty LINK) [options]
@@ -213,31 +213,6 @@ struct Options {
   double duration_s = 0;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "rs485_sim: %s\nTry 'rs485_sim --help'.\n", message.c_str());
-  std::exit(kExitUsage);
-}
-
-int parse_int(std::string_view flag, std::string_view text, int min, int max) {
-  int value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-    usage_error(std::string(flag) + ": '" + std::string(text) + "' is not an integer in " +
-                std::to_string(min) + ".." + std::to_string(max));
-  }
-  return value;
-}
-
-double parse_seconds(std::string_view flag, std::string_view text) {
-  double value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || !(value >= 0) ||
-      value > 31 * 86400.0) {
-    usage_error(std::string(flag) + ": '" + std::string(text) +
-                "' is not a number of seconds in 0..2678400");
-  }
-  return value;
-}
 
 std::vector<std::string_view> split(std::string_view text, char separator) {
   std::vector<std::string_view> items;
@@ -485,77 +460,11 @@ void replace_crc(std::vector<uint8_t>& frame) {
 
 // ---- Values: the formulas of modbus_tcp_sim, index = position in --units ----
 
-struct MeterValues {
-  uint32_t energy_total_raw;  // kWh * 100
-  float voltage_l1;
-  float current_l1;
-  int16_t active_power_raw;  // W / 10
-  uint16_t frequency_raw;    // Hz * 100
-  int64_t energy_export_wh;
-  double runtime_hours;
-  uint16_t device_tag;
-  bool relay;
-};
-
-MeterValues compute_values(int index, int unit, int64_t tick) {
-  const int64_t i = index;
-  const int64_t k = tick;
-  MeterValues v{};
-  const uint64_t energy_base = (i % 2 == 0) ? 100000 : 3000000000;
-  v.energy_total_raw = static_cast<uint32_t>(energy_base + 10000 * i + 37 * k);
-  v.voltage_l1 = 230.0f + 2.0f * std::sin(static_cast<float>(k) / 5.0f + static_cast<float>(i));
-  v.current_l1 =
-      static_cast<float>(5.0 + 0.5 * static_cast<double>(i % 20) +
-                         0.25 * static_cast<double>(k % 7) + 0.013 * static_cast<double>(k % 11));
-  const int64_t power = 150 + 7 * (i % 50) + 3 * (k % 13);
-  v.active_power_raw = static_cast<int16_t>((k + i) % 4 == 3 ? -power : power);
-  v.frequency_raw = static_cast<uint16_t>(4995 + (k + 3 * i) % 11);
-  const int64_t exported = 5000000000 + 1000000 * i + 123 * k;
-  v.energy_export_wh = (i % 2 == 0) ? -exported : exported;
-  v.runtime_hours = 8760.0 * static_cast<double>(1 + i % 5) + 0.1 * static_cast<double>(i) +
-                    static_cast<double>(k) / 3600.0;
-  v.device_tag = static_cast<uint16_t>(1000 + unit);
-  v.relay = (k / 10 + i) % 2 == 1;
-  return v;
-}
-
-void put_u32(uint32_t value, bool big, uint16_t* dest) {
-  dest[big ? 0 : 1] = static_cast<uint16_t>(value >> 16);
-  dest[big ? 1 : 0] = static_cast<uint16_t>(value);
-}
-
-void put_u64_big(uint64_t value, uint16_t* dest) {
-  for (int n = 0; n < 4; ++n) dest[n] = static_cast<uint16_t>(value >> (48 - 16 * n));
-}
-
-// Registers 0..20; register 21 (the request counter) is not a value and is left alone.
-void encode_registers(const MeterValues& v, std::array<uint16_t, kRegisterCount>& regs) {
-  std::fill(regs.begin(), regs.begin() + kCounterRegister, uint16_t{0});
-  put_u32(v.energy_total_raw, true, &regs[0]);
-  put_u32(std::bit_cast<uint32_t>(v.voltage_l1), true, &regs[2]);
-  put_u32(std::bit_cast<uint32_t>(v.current_l1), false, &regs[4]);
-  regs[6] = static_cast<uint16_t>(v.active_power_raw);
-  regs[7] = v.frequency_raw;
-  put_u64_big(static_cast<uint64_t>(v.energy_export_wh), &regs[8]);
-  put_u64_big(std::bit_cast<uint64_t>(v.runtime_hours), &regs[12]);
-  regs[kDeviceTagRegister] = v.device_tag;
-}
 
 // The line of modbus_tcp_sim's values log, with "unit" in place of "device" and "port".
 std::string format_values_line(int64_t t_ms, int unit, int64_t tick, const MeterValues& v) {
-  char line[512];
-  const int n = std::snprintf(
-      line, sizeof line,
-      "{\"t_ms\":%" PRId64 ",\"unit\":%d,\"tick\":%" PRId64 ",\"values\":{\"energy_total\":%" PRIu32
-      ".%02" PRIu32
-      ",\"voltage_l1\":%.17g,\"current_l1\":%.17g,\"active_power\":%d,\"frequency\":%u.%02u"
-      ",\"energy_export\":%" PRId64 ",\"runtime_hours\":%.17g,\"device_tag\":%u,\"relay\":%d}}\n",
-      t_ms, unit, tick, v.energy_total_raw / 100, v.energy_total_raw % 100,
-      static_cast<double>(v.voltage_l1), static_cast<double>(v.current_l1),
-      static_cast<int>(v.active_power_raw) * 10, v.frequency_raw / 100u, v.frequency_raw % 100u,
-      v.energy_export_wh, v.runtime_hours, static_cast<unsigned>(v.device_tag), v.relay ? 1 : 0);
-  if (n < 0 || static_cast<size_t>(n) >= sizeof line) std::abort();  // the format bounds it
-  return std::string(line, static_cast<size_t>(n));
+  return "{\"t_ms\":" + std::to_string(t_ms) + ",\"unit\":" + std::to_string(unit) +
+         ",\"tick\":" + std::to_string(tick) + ",\"values\":" + meter_values_json(v) + "}\n";
 }
 
 int64_t unix_ms_now() {
@@ -836,8 +745,9 @@ bool Simulator::apply_tick(int64_t tick) {
   tick_ = tick;
   const int64_t t_ms = unix_ms_now();
   for (Unit& unit : units_) {
-    const MeterValues values = compute_values(unit.index, unit.id, tick);
-    encode_registers(values, unit.registers);
+    const MeterValues values =
+        compute_meter_values(unit.index, static_cast<uint16_t>(1000 + unit.id), tick);
+    encode_meter_registers(values, unit.registers);  // 21 (the request counter) is left alone
     unit.relay = values.relay;
     if (!write_log(values_fd_, format_values_line(t_ms, unit.id, tick, values), "--values-log")) {
       return false;
@@ -1154,6 +1064,7 @@ bool Simulator::flush_tx() {
 }  // namespace gw::sim
 
 int main(int argc, char** argv) {
+  gw::sim::set_program_name("rs485_sim");
   gw::sim::Simulator simulator(gw::sim::parse_options(argc, argv));
   if (!simulator.start()) return gw::sim::kExitFailure;
   return simulator.run();
