@@ -26,7 +26,9 @@ std::shared_ptr<drivers::Driver> make_modbus_tcp(const config::DeviceSection& d,
   s.timeout = d.timeout;
   for (const auto& p : d.points) s.points.push_back(p.spec);
   s.limits = {d.max_registers, d.max_gap};
-  return std::make_shared<drivers::ModbusTcpDriver>(std::move(s), ctx.core, ctx.io_pool);
+  auto driver = std::make_shared<drivers::ModbusTcpDriver>(std::move(s), ctx.core);
+  if (ctx.trace) driver->set_tracer(ctx.trace, ctx.tracing);
+  return driver;
 }
 Result<std::shared_ptr<drivers::SerialBus>> bus_of(const config::DeviceSection& d,
                                                    const DriverContext& ctx) {

@@ -10,6 +10,7 @@
 #include "drivers/asio.h"
 #include "drivers/bus/serial_bus.h"
 #include "drivers/driver.h"
+#include "drivers/modbus_tcp/modbus_tcp_driver.h"
 #include "gateway/config.h"
 
 namespace gw {
@@ -19,6 +20,10 @@ struct DriverContext {
   asio::any_io_executor io_pool;  // where blocking device I/O runs
   // The owner of a configured bus (buses: in the config), by id; null when there is none.
   std::function<std::shared_ptr<drivers::SerialBus>(const std::string&)> bus;
+  // Frames of drivers that own their socket (modbus_tcp) for `gatewayctl trace`, and whether a
+  // trace of a device is open (decoded notes are built only then). Either may be null.
+  drivers::FrameTracer trace;
+  std::function<bool(const std::string& device)> tracing;
 };
 
 // The bus owner for one `buses:` entry.

@@ -208,6 +208,8 @@ class Gateway : public control::Handler {
   void register_metrics();
   void on_bus_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
                     const std::string& note);
+  void on_frame(const std::string& device, bool tx, bool bad, std::span<const uint8_t> bytes,
+                const std::string& note);
   bool credentials_allowed(bool asked) const {
     return asked && config_.privacy.card_id == config::PrivacySection::CardId::kRaw;
   }
@@ -221,7 +223,8 @@ class Gateway : public control::Handler {
   config::Config config_;
   const int64_t started_us_ = wall_now_us();
   asio::io_context core_{1};
-  // libmodbus blocks; its calls run here, never on the core thread.
+  // Blocking device libraries run here, never on the core thread (no driver of this build
+  // needs it: Modbus TCP, RTU and DL/T 645 all run on Asio on the core loop).
   asio::thread_pool io_pool_;
   std::unique_ptr<storage::EventBuffer> buffer_;
   std::unique_ptr<Router> router_;
@@ -371,6 +374,13 @@ Status Gateway::start_device(const config::DeviceSection& d, std::chrono::millis
       [this](const std::string& id) -> std::shared_ptr<drivers::SerialBus> {
         auto it = buses_.find(id);
         return it == buses_.end() ? nullptr : it->second;
+      },
+      [this](const std::string& device, bool tx, bool bad, std::span<const uint8_t> bytes,
+             const std::string& note) { on_frame(device, tx, bad, bytes, note); },
+      [this](const std::string& device) {
+        return std::any_of(traces_.begin(), traces_.end(), [&](const Trace& t) {
+          return t.device == device && t.stream->open();
+        });
       }};
   auto driver = make_driver(d, context);
   if (!driver) return driver.status();
@@ -501,7 +511,13 @@ void Gateway::on_committed_group(std::span<const storage::BufferedEvent> group) 
 
 void Gateway::on_bus_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
                            const std::string& note) {
-  if (!tx && !note.empty()) {
+  // On a bus, an answer with a note is one the bus refused.
+  on_frame(device, tx, !tx && !note.empty(), bytes, note);
+}
+
+void Gateway::on_frame(const std::string& device, bool tx, bool bad, std::span<const uint8_t> bytes,
+                       const std::string& note) {
+  if (bad) {
     const std::string who = device.empty() ? "line" : device;
     uint64_t held_back = 0;
     if (frame_log_.allow(who, held_back)) {
@@ -635,11 +651,10 @@ Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::Cont
     if (!id || id->empty()) return Reply::error(ec::kBadRequest, "trace needs args.device");
     auto it = devices_.find(*id);
     if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + *id + "'");
-    if (it->second.poller->device().bus.empty()) {
-      return Reply::error(ec::kBadRequest,
-                          "trace shows the frames of bus devices (modbus_rtu, dlt645); " + *id +
-                              " uses " + it->second.poller->device().driver +
-                              ", whose frames libmodbus keeps to itself");
+    const config::DeviceSection& dc = it->second.poller->device();
+    if (dc.bus.empty() && dc.driver != "modbus_tcp") {
+      return Reply::error(ec::kBadRequest, "trace cannot show the frames of " + *id + " (driver " +
+                                               dc.driver + ")");
     }
     traces_.push_back({stream, *id});
     return Reply::stream();

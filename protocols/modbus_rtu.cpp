@@ -150,31 +150,42 @@ Response parse_read_response(std::span<const uint8_t> bytes, uint8_t unit, Regis
                "answer from unit " + std::to_string(got_unit) + " (expected " +
                    std::to_string(unit) + ")");
   }
+  Response response = parse_read_pdu(frame.subspan(1, frame_length - 1 - kCrcLength), table, count);
+  response.frame_length = frame_length;
+  return response;
+}
+
+Response parse_read_pdu(std::span<const uint8_t> pdu, RegisterTable table, uint16_t count) {
+  const uint8_t expected_function = read_function(table);
+  if (pdu.empty()) return bad(Error::kWrongFunction, 0, "empty answer");
+  const uint8_t function = pdu[0];
   if (function == (expected_function | kExceptionFlag)) {
+    if (pdu.size() < 2) return bad(Error::kBadByteCount, pdu.size(), "exception without a code");
     Response response =
-        bad(Error::kException, frame_length,
-            "exception " + std::to_string(frame[2]) + " from unit " + std::to_string(unit) +
-                " for function " + std::to_string(expected_function));
-    response.exception_code = frame[2];
+        bad(Error::kException, pdu.size(),
+            "exception " + std::to_string(pdu[1]) + " for function " +
+                std::to_string(expected_function));
+    response.exception_code = pdu[1];
     return response;
   }
   if (function != expected_function) {
-    return bad(Error::kWrongFunction, frame_length,
+    return bad(Error::kWrongFunction, pdu.size(),
                "function code " + hex2(function) + " in the answer to function " +
                    hex2(expected_function));
   }
   const std::size_t expected_bytes = data_bytes(table, count);
-  if (frame[2] != expected_bytes) {
-    return bad(Error::kBadByteCount, frame_length,
-               "byte count " + std::to_string(frame[2]) + ", expected " +
+  if (pdu.size() < 2 || pdu[1] != expected_bytes || pdu.size() != 2 + expected_bytes) {
+    return bad(Error::kBadByteCount, pdu.size(),
+               "byte count " + std::to_string(pdu.size() < 2 ? 0 : pdu[1]) + " with " +
+                   std::to_string(pdu.size() < 2 ? 0 : pdu.size() - 2) + " data bytes, expected " +
                    std::to_string(expected_bytes) + " for " + std::to_string(count) +
                    (is_bit_table(table) ? " bits" : " registers"));
   }
 
   Response response;
   response.outcome = Response::Outcome::kGood;
-  response.frame_length = frame_length;
-  const std::span<const uint8_t> data = frame.subspan(kReadHeaderLength, expected_bytes);
+  response.frame_length = pdu.size();
+  const std::span<const uint8_t> data = pdu.subspan(2, expected_bytes);
   if (is_bit_table(table)) {
     // Bit i of the answer is bit (i % 8) of data byte i / 8: the first bit asked for is the
     // least significant bit of the first byte. Padding bits of the last byte are ignored.

@@ -37,6 +37,8 @@ enum class Error {
   kException,       // a well-formed exception response (exception_code says which)
   kBadByteCount,    // byte count does not match what was asked for
   kExtraBytes,      // more bytes than one response (checked by the caller after silence)
+  kBadHeader,       // Modbus TCP: MBAP protocol id or length impossible
+  kWrongTransaction,  // Modbus TCP: answer to another request
 };
 
 struct Response {
@@ -58,6 +60,11 @@ struct Response {
 // after frame_length are not looked at. Never reads outside `bytes`, whatever they hold.
 Response parse_read_response(std::span<const uint8_t> bytes, uint8_t unit, RegisterTable table,
                              uint16_t count);
+
+// Judges a read answer's PDU — function code onward, without unit id and CRC (RTU) or MBAP
+// header (TCP) — against the request: exception, function, byte count, then the data. Returns
+// kGood or kBad, never kNeedMore; frame_length is pdu.size(). Shared by RTU and TCP.
+Response parse_read_pdu(std::span<const uint8_t> pdu, RegisterTable table, uint16_t count);
 
 // Time the line must stay silent between frames: 3.5 character times at this baud rate (11 bits
 // a character), and a fixed 1750 µs above 19200 baud, as the Modbus serial line spec says.

@@ -127,6 +127,21 @@ def main():
         items = [tail.line() for _ in range(3)]
         assert all(i["item"]["event"]["device_id"] == "meter-0" for i in items), items
 
+        # trace: the Modbus TCP frames of one device, both ways, with the decoder's reading.
+        trace = Control(sock_path)
+        assert trace.call("trace", device="meter-1")["result"]["streaming"]
+        frames = [trace.line()["item"] for _ in range(8)]
+        while frames[0]["dir"] != "tx":  # the stream may begin mid-poll
+            frames = frames[1:] + [trace.line()["item"]]
+        tx, rx = frames[0], frames[1]
+        assert tx["device"] == "meter-1" and rx["dir"] == "rx", frames
+        req, ans = bytes.fromhex(tx["hex"]), bytes.fromhex(rx["hex"])
+        assert len(req) == 12 and req[2:4] == b"\0\0" and req[6] == 1, tx  # MBAP, unit 1
+        assert ans[:2] == req[:2], (tx, rx)  # the answer carries the request's transaction id
+        assert rx["note"].startswith("tid ") and "=" in rx["note"], rx
+        assert any("voltage" in f["note"] for f in frames if f["dir"] == "rx"), frames
+        trace.sock.close()
+
         # A bad config file: refused, the running config stays.
         original = open(config).read()
         with open(config, "w") as f:

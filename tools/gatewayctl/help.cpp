@@ -91,8 +91,9 @@ std::vector<CommandSpec> make_table() {
       .description =
           "Streams the raw frames gatewayd exchanges with one device: time, tx (sent to the "
           "device) or rx (received from it), the bytes in hex, and gatewayd's note on the frame "
-          "(what it asked for, or what was wrong with the answer). On a shared RS-485 bus only "
-          "this device's exchanges are shown. Runs until Ctrl-C.",
+          "(what it asked for, the values it decoded from the answer, or what was wrong with "
+          "it). Works for Modbus TCP, Modbus RTU and DL/T 645 devices. On a shared RS-485 bus "
+          "only this device's exchanges are shown. Runs until Ctrl-C.",
       .options = {kShowCredentials,
                   {"--json", "", "one JSON line per frame, gatewayd's item as sent",
                    Complete::kNone}},
