@@ -1,6 +1,6 @@
 // Driver is what the scheduler asks to "read now"; it answers with what the device said. A driver
 // owns its device I/O and nothing else: it never touches SQLite or MQTT, never decides when to
-// poll, and never blocks the core thread — a blocking library would run on the I/O pool and
+// poll, and never blocks the core thread — blocking libraries (libmodbus) run on the I/O pool and
 // the answer is posted back to the core executor.
 #pragma once
 

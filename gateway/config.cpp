@@ -6,7 +6,9 @@
 #include "gateway/config.h"
 
 #include "gateway/edit_distance.h"
+#include "protocols/card_reader.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include <cerrno>
 #include <charconv>
 #include <climits>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -80,6 +83,13 @@ std::string join(const std::vector<std::string_view>& items, std::string_view se
 }
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// "a rate rule", "an offline rule"
+std::string a_or_an(std::string_view word) {
+  const bool vowel =
+      !word.empty() && std::string_view("aeiou").find(word[0]) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + std::string(word);
+}
 
 
 // The valid word closest to `word`, or "" when none is close enough to be a likely typo.
@@ -313,6 +323,12 @@ bool is_gateway_id(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return is_lower_alnum(c) || c == '-'; });
 }
 
+// A numeric IPv4 or IPv6 address (what a socket can bind to without a resolver).
+bool is_ip_literal(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
 // Device ids, point names and alarm names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
 bool is_name(std::string_view s) {
   return !s.empty() && s.size() <= 64 && is_alnum(s[0]) &&
@@ -346,6 +362,17 @@ std::optional<std::string> unreadable_reason(const std::string& path) {
   if (S_ISDIR(st.st_mode)) return "it is a directory";
   if (!S_ISREG(st.st_mode)) return "not a regular file";
   return std::nullopt;
+}
+
+// Why a private key file must not be used: others on the box could read (or replace) it.
+std::optional<std::string> exposed_key_reason(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;  // unreadable_reason() reports it
+  if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) == 0) return std::nullopt;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return "the private key " + path + " is readable or writable by group or others (mode " +
+         mode + "); make it readable by the daemon's user only: chmod 600 " + path;
 }
 
 // Reads a whole file; on failure returns nullopt and sets `why` to the OS reason.
@@ -458,9 +485,12 @@ class Checker {
   void report(int at_line, const std::string& path, std::string_view value, std::string message) {
     std::string v(value.substr(0, kMaxValueChars));
     if (value.size() > kMaxValueChars) v += "...";
-    sink_.add(ConfigError{file_, at_line, path, std::move(v), std::move(message)},
+    sink_.add(ConfigError{file_, at_line, path, std::move(v), context_ + std::move(message)},
               anchor_line_ >= 0 ? anchor_line_ : at_line);
   }
+  // Put in front of every message until cleared: "alarm rule 'x': " names the rule, since a key
+  // path like alarms[7].point does not.
+  void set_context(std::string context) { context_ = std::move(context); }
   void report(const Node& at, const std::string& path, std::string_view value,
               std::string message) {
     report(line_of(at), path, value, std::move(message));
@@ -606,6 +636,7 @@ class Checker {
   std::string file_;
   fs::path base_dir_;
   int anchor_line_;
+  std::string context_;
 };
 
 // One YAML map, read without surprises: duplicate keys and non-scalar keys are reported when it
@@ -730,13 +761,15 @@ constexpr std::array<std::pair<std::string_view, DeviceKind>, 5> kKinds{{
     {"camera", pb::CAMERA},
     {"sensor", pb::SENSOR},
 }};
-constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kDrivers{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 8> kDrivers{{
     {"modbus_tcp", "modbus_tcp"},
     {"modbus_rtu", "modbus_rtu"},
     {"dlt645", "dlt645"},
     {"serial_line", "serial_line"},
     {"tcp_line", "tcp_line"},
     {"camera_http", "camera_http"},
+    {"modbus_gate", "modbus_gate"},
+    {"uhppote", "uhppote"},
 }};
 constexpr std::array<std::pair<std::string_view, char>, 3> kParities{
     {{"none", 'N'}, {"even", 'E'}, {"odd", 'O'}}};
@@ -769,12 +802,16 @@ constexpr std::array<std::pair<std::string_view, protocols::RegisterTable>, 4> k
      {"discrete", protocols::RegisterTable::kDiscrete}}};
 constexpr std::array<int, 8> kBauds{1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200};
 
+// The modbus_gate register layout's fixed sizes (drivers/gate/modbus_gate_source.h).
+constexpr uint32_t kGateStatusRegisters = 8;
+constexpr uint32_t kGateRecordRegisters = 8;
+
 // Device keys and the drivers that take them ("*": every driver).
 struct DeviceKey {
   std::string_view key;
   std::string_view drivers;
 };
-constexpr std::array<DeviceKey, 23> kDeviceKeys{{
+constexpr DeviceKey kDeviceKeys[] = {
     {"id", "*"},
     {"kind", "*"},
     {"driver", "*"},
@@ -783,14 +820,14 @@ constexpr std::array<DeviceKey, 23> kDeviceKeys{{
     {"offline_after", "*"},
     {"door", "*"},
     {"direction", "*"},
-    {"address", "modbus_tcp tcp_line camera_http"},
+    {"address", "modbus_tcp tcp_line camera_http modbus_gate uhppote"},
     {"bus", "modbus_rtu dlt645 serial_line"},
     {"port", "serial_line"},
     {"baud", "serial_line"},
     {"parity", "serial_line"},
     {"data_bits", "serial_line"},
     {"stop_bits", "serial_line"},
-    {"unit_id", "modbus_tcp modbus_rtu"},
+    {"unit_id", "modbus_tcp modbus_rtu modbus_gate"},
     {"max_registers", "modbus_tcp modbus_rtu"},
     {"max_gap", "modbus_tcp modbus_rtu"},
     {"points", "modbus_tcp modbus_rtu dlt645"},
@@ -798,7 +835,24 @@ constexpr std::array<DeviceKey, 23> kDeviceKeys{{
     {"meter_address", "dlt645"},
     {"framing", "serial_line tcp_line"},
     {"card_format", "serial_line tcp_line"},
-}};
+    {"idle_timeout", "tcp_line"},
+    {"serial_number", "uhppote"},
+    {"listen", "uhppote camera_http"},
+    {"mode", "camera_http"},
+    {"vendor", "camera_http"},
+    {"path", "camera_http"},
+    {"username", "camera_http"},
+    {"password_file", "camera_http"},
+    {"auth", "camera_http"},
+    {"heartbeat", "camera_http"},
+    {"heartbeat_timeout", "camera_http"},
+    {"inactive_after", "camera_http"},
+    {"allow_from", "camera_http"},
+    {"max_body", "camera_http"},
+    {"max_connections", "camera_http"},
+    {"registers", "modbus_gate"},
+    {"log_size", "modbus_gate"},
+};
 
 bool driver_takes(const DeviceKey& k, std::string_view driver) {
   if (k.drivers == "*") return true;
@@ -1032,7 +1086,13 @@ class Loader {
       if (auto p = c_.readable_file(*cert, r.child("cert_file"))) t.cert_file = *p;
     }
     if (key) {
-      if (auto p = c_.readable_file(*key, r.child("key_file"))) t.key_file = *p;
+      if (auto p = c_.readable_file(*key, r.child("key_file"))) {
+        if (auto why = exposed_key_reason(*p)) {
+          c_.report(*key, r.child("key_file"), key->Scalar(), *why);
+        } else {
+          t.key_file = *p;
+        }
+      }
     }
     if (cert && !key) {
       c_.report(*cert, r.child("key_file"), "",
@@ -1050,11 +1110,20 @@ class Loader {
   void load_backoff(const Node& n, int key_line, MqttSection& m) {
     MapReader r(c_, n, "mqtt.backoff", false, key_line);
     if (!r.ok()) return;
-    r.check_keys({"initial", "max"});
+    r.check_keys({"initial", "max", "splay"});
     std::optional<Duration> initial;
     std::optional<Duration> max;
     if (const Node* v = r.find("initial")) initial = c_.duration(*v, r.child("initial"));
     if (const Node* v = r.find("max")) max = c_.duration(*v, r.child("max"));
+    if (const Node* v = r.find("splay")) {
+      if (auto d = c_.duration(*v, r.child("splay"), /*allow_zero=*/true)) {
+        if (*d > std::chrono::minutes(10)) {
+          c_.report(*v, r.child("splay"), v->Scalar(), "must be at most 10m");
+        } else {
+          m.startup_splay = *d;
+        }
+      }
+    }
     if (initial) m.backoff_initial = *initial;
     if (max) m.backoff_max = *max;
     if ((initial || max) && m.backoff_initial > m.backoff_max) {
@@ -1314,6 +1383,10 @@ class Loader {
         return in_quotes(key) + " belongs to the bus: set it on the entry of buses: this " +
                driver + " device names";
       }
+      if (key == "password" && driver == "camera_http") {
+        return std::string("the password never goes in this file; write it to a file only the "
+                           "daemon can read and name that file with password_file:");
+      }
       for (const DeviceKey& k : kDeviceKeys) {
         if (k.key == key) {
           std::string users;
@@ -1338,7 +1411,9 @@ class Loader {
       if (auto k = c_.choice(*v, r.child("kind"), kKinds)) d.kind = *k;
     }
 
-    if (driver == "modbus_tcp" || driver == "tcp_line" || driver == "camera_http") {
+    // camera_http reads address: in stream mode only (load_camera).
+    if (driver == "modbus_tcp" || driver == "tcp_line" || driver == "modbus_gate" ||
+        driver == "uhppote") {
       if (const Node* v = r.require("address", "write it as host:port")) {
         if (auto s = c_.text(*v, r.child("address"))) {
           auto hp = parse_host_port(*s, false);
@@ -1427,6 +1502,9 @@ class Loader {
       }
     }
 
+    if (driver == "modbus_gate" || driver == "uhppote") load_gate(r, d);
+    if (driver == "camera_http") load_camera(r, d);
+
     const Node* poll = r.find("poll");
     const Node* timeout = r.find("timeout");
     if (poll) {
@@ -1440,7 +1518,7 @@ class Loader {
     }
     if (timeout) {
       if (auto dur = c_.duration(*timeout, r.child("timeout"))) {
-        if (*dur >= d.poll) {
+        if (*dur >= d.poll && driver != "camera_http") {  // cameras are not polled
           c_.report(*timeout, r.child("timeout"), timeout->Scalar(),
                     "timeout (" + format_duration(*dur) + ") must be shorter than poll (" +
                         format_duration(d.poll) + ")");
@@ -1448,7 +1526,7 @@ class Loader {
           d.timeout = *dur;
         }
       }
-    } else if (d.timeout >= d.poll) {
+    } else if (d.timeout >= d.poll && driver != "camera_http") {
       // The 1s default must not make a fast poll invalid: a request gets half the period.
       d.timeout = d.poll / 2;
     }
@@ -1469,8 +1547,249 @@ class Loader {
     if (const Node* v = r.find("framing")) {
       d.framing = load_framing(*v, r.child("framing"), r.key_line("framing"));
     }
+    if (const Node* v = r.find("idle_timeout")) {
+      if (auto dur = c_.duration(*v, r.child("idle_timeout"), /*allow_zero=*/true)) {
+        d.idle_timeout = *dur;
+      }
+    }
+    if (driver == "serial_line" || driver == "tcp_line") check_card_format(r, d);
 
     if (has_points(driver)) load_device_points(r, d, driver);
+  }
+
+  // Whether the framing can carry the card format (stx_etx has no Wiegand parity bits, a fixed
+  // frame must hold the bits): the reader's driver would reject every frame otherwise.
+  void check_card_format(MapReader& r, const DeviceSection& d) {
+    namespace cr = protocols::card_reader;
+    const auto format = cr::parse_card_format(d.card_format);
+    if (!format) return;  // already reported
+    const FramingSection f = d.framing.value_or(FramingSection{});
+    cr::Framing framing;
+    framing.type = f.type == FramingSection::Type::kLine     ? cr::FramingType::kLine
+                   : f.type == FramingSection::Type::kStxEtx ? cr::FramingType::kStxEtx
+                                                             : cr::FramingType::kFixed;
+    framing.length = static_cast<std::size_t>(f.length);
+    if (framing.type == cr::FramingType::kFixed && f.length <= 0) return;  // already reported
+    if (Status ok = cr::check_combination(framing, *format); !ok) {
+      const bool given = r.has("card_format");
+      c_.report(given ? r.key_line("card_format") : r.key_line("framing"),
+                r.child(given ? "card_format" : "framing"), d.card_format, ok.message());
+    }
+  }
+
+  // Gate controllers: the Modbus gate's register layout, the UHPPOTE controller's identity and
+  // where it pushes its events (drivers/gate/*.h).
+  void load_gate(MapReader& r, DeviceSection& d) {
+    if (d.driver == "modbus_gate") {
+      if (const Node* v = r.find("unit_id")) {
+        if (auto i = c_.integer(*v, r.child("unit_id"), 0, 255)) d.unit_id = static_cast<int>(*i);
+      }
+      if (const Node* v = r.find("log_size")) {
+        if (auto i = c_.integer(*v, r.child("log_size"), 1, 8000)) {
+          d.log_size = static_cast<uint32_t>(*i);
+        }
+      }
+      int registers_line = r.line();
+      if (const Node* v = r.find("registers")) {
+        registers_line = r.key_line("registers");
+        MapReader rr(c_, *v, r.child("registers"), false, registers_line);
+        if (rr.ok()) {
+          rr.check_keys({"status", "log"});
+          if (const Node* x = rr.find("status")) {
+            if (auto i = c_.integer(*x, rr.child("status"), 0, 65536 - kGateStatusRegisters)) {
+              d.status_base = static_cast<uint16_t>(*i);
+            }
+          }
+          if (const Node* x = rr.find("log")) {
+            if (auto i = c_.integer(*x, rr.child("log"), 0, 65535)) {
+              d.log_base = static_cast<uint16_t>(*i);
+            }
+          }
+        }
+      }
+      const uint32_t log_end = uint32_t{d.log_base} + d.log_size * kGateRecordRegisters;
+      const uint32_t status_end = uint32_t{d.status_base} + kGateStatusRegisters;
+      if (log_end > 65536) {
+        c_.report(registers_line, r.child("registers") + ".log", std::to_string(d.log_base),
+                  "the log window (" + std::to_string(d.log_size) + " records of " +
+                      std::to_string(kGateRecordRegisters) + " registers from " +
+                      std::to_string(d.log_base) + ") runs past register 65535; lower log or "
+                      "log_size");
+      } else if (d.status_base < log_end && d.log_base < status_end) {
+        c_.report(registers_line, r.child("registers"), "",
+                  "the status block (" + std::to_string(d.status_base) + ".." +
+                      std::to_string(status_end - 1) + ") overlaps the log window (" +
+                      std::to_string(d.log_base) + ".." + std::to_string(log_end - 1) + ")");
+      }
+      return;
+    }
+    if (const Node* v =
+            r.require("serial_number", "the controller's serial number, from its label")) {
+      if (auto i = c_.integer(*v, r.child("serial_number"), 1, 4294967295LL)) {
+        d.serial_number = static_cast<uint32_t>(*i);
+      }
+    }
+    if (const Node* v = r.find("listen")) {
+      if (auto s = c_.text(*v, r.child("listen"))) {
+        auto hp = parse_host_port(*s, false);
+        if (!hp.value) {
+          c_.report(*v, r.child("listen"), *s, hp.why + " (e.g. 0.0.0.0:60001)");
+        } else if (!is_ip_literal(hp.value->host)) {
+          c_.report(*v, r.child("listen"), *s,
+                    "the host must be an IP address of this machine (or 0.0.0.0), not a name");
+        } else {
+          d.listen_host = hp.value->host;
+          d.listen_port = hp.value->port;
+        }
+      }
+    }
+  }
+
+  // camera_http: which mode, whose format, where to listen or connect, login, heartbeat and
+  // bounds (README "Cameras").
+  void load_camera(MapReader& r, DeviceSection& d) {
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 2> kModes{
+        {{"push", "push"}, {"stream", "stream"}}};
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 2> kVendors{
+        {{"hikvision", "hikvision"}, {"dahua", "dahua"}}};
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 2> kAuths{
+        {{"digest", "digest"}, {"basic", "basic"}}};
+    DeviceSection::Camera cam;
+    if (const Node* v = r.require("mode", "push (the camera posts its alarms to listen:) or "
+                                          "stream (the gateway reads the camera's alert stream)")) {
+      if (auto s = c_.choice(*v, r.child("mode"), kModes)) cam.mode = *s;
+    }
+    const bool push = cam.mode == "push";
+    const bool stream = cam.mode == "stream";
+    // Keys that belong to the other mode are errors, not silently ignored.
+    auto only = [&](const char* key, bool allowed, const char* mode) {
+      if (!allowed && !cam.mode.empty() && r.has(key)) {
+        c_.report(r.key_line(key), r.child(key), "",
+                  in_quotes(key) + " applies to mode: " + mode + " only");
+      }
+    };
+    for (const char* key : {"address", "username", "password_file", "auth", "heartbeat"}) {
+      only(key, !push, "stream");  // push: heartbeat_timeout alone says when a camera is silent
+    }
+    for (const char* key : {"listen", "allow_from", "max_body", "max_connections"}) {
+      only(key, !stream, "push");
+    }
+    if (const Node* v = r.find("vendor")) {
+      if (auto s = c_.choice(*v, r.child("vendor"), kVendors)) cam.vendor = *s;
+    }
+    if (stream) {
+      if (const Node* v = r.require("address", "the camera's HTTP endpoint as host:port")) {
+        if (auto s = c_.text(*v, r.child("address"))) {
+          auto hp = parse_host_port(*s, false);
+          if (hp.value) {
+            d.host = hp.value->host;
+            d.port = hp.value->port;
+          } else {
+            c_.report(*v, r.child("address"), *s, hp.why + " (e.g. 10.0.3.30:80)");
+          }
+        }
+      }
+    }
+    if (push) {
+      if (const Node* v = r.require("listen", "where the camera posts to, as ip:port")) {
+        if (auto s = c_.text(*v, r.child("listen"))) {
+          auto hp = parse_host_port(*s, false);
+          if (!hp.value) {
+            c_.report(*v, r.child("listen"), *s, hp.why + " (e.g. 0.0.0.0:8090)");
+          } else if (!is_ip_literal(hp.value->host)) {
+            c_.report(*v, r.child("listen"), *s,
+                      "the host must be an IP address of this machine (or 0.0.0.0), not a name");
+          } else {
+            d.listen_host = hp.value->host;
+            d.listen_port = hp.value->port;
+          }
+        }
+      }
+    }
+    if (const Node* v = r.find("path")) {
+      if (auto s = c_.text(*v, r.child("path"))) {
+        if ((*s)[0] != '/' || s->find_first_of(" \t\r\n") != std::string::npos) {
+          c_.report(*v, r.child("path"), *s, "must start with '/' and contain no spaces");
+        } else {
+          cam.path = *s;
+        }
+      }
+    }
+    if (const Node* v = r.find("username")) {
+      if (auto s = c_.text(*v, r.child("username"))) {
+        if (std::any_of(s->begin(), s->end(),
+                        [](char ch) { return static_cast<unsigned char>(ch) < 0x20; })) {
+          c_.report(*v, r.child("username"), *s, "must not contain control characters");
+        } else {
+          cam.username = *s;
+        }
+      }
+    }
+    if (const Node* v = r.find("password_file")) {
+      if (!r.has("username")) {
+        c_.report(r.key_line("password_file"), r.child("password_file"), "",
+                  "password_file: needs username: too");
+      }
+      if (auto p = c_.readable_file(*v, r.child("password_file"))) cam.password_file = *p;
+    }
+    if (const Node* v = r.find("auth")) {
+      if (auto s = c_.choice(*v, r.child("auth"), kAuths)) cam.auth = *s;
+    }
+    if (const Node* v = r.find("heartbeat")) {
+      if (auto dur = c_.duration(*v, r.child("heartbeat"))) {
+        if (*dur < std::chrono::seconds(1) || *dur > std::chrono::minutes(10)) {
+          c_.report(*v, r.child("heartbeat"), v->Scalar(), "must be from 1s to 10m");
+        } else {
+          cam.heartbeat = *dur;
+        }
+      }
+    }
+    if (const Node* v = r.find("heartbeat_timeout")) {
+      if (auto dur = c_.duration(*v, r.child("heartbeat_timeout"))) {
+        if (stream && *dur <= cam.heartbeat) {
+          c_.report(*v, r.child("heartbeat_timeout"), v->Scalar(),
+                    "must be longer than heartbeat (" + format_duration(cam.heartbeat) +
+                        "), or a stream would be dropped between two heartbeats");
+        } else {
+          cam.heartbeat_timeout = *dur;
+        }
+      }
+    }
+    if (const Node* v = r.find("inactive_after")) {
+      if (auto dur = c_.duration(*v, r.child("inactive_after"), /*allow_zero=*/true)) {
+        cam.inactive_after = *dur;
+      }
+    }
+    if (const Node* v = r.find("allow_from")) {
+      const std::string path = r.child("allow_from");
+      const auto items = c_.list(*v, path);
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        if (auto s = c_.text(items[i], indexed(path, i))) {
+          if (is_ip_literal(*s)) {
+            cam.allow_from.push_back(*s);
+          } else {
+            c_.report(items[i], indexed(path, i), *s, "must be an IP address like 10.0.3.30");
+          }
+        }
+      }
+    }
+    if (const Node* v = r.find("max_body")) {
+      if (auto n = c_.size(*v, r.child("max_body"))) {
+        if (*n < 64 * 1024 || *n > (256ull << 20)) {
+          c_.report(*v, r.child("max_body"), v->Scalar(), "must be from 64KiB to 256MiB");
+        } else {
+          cam.max_body = *n;
+        }
+      }
+    }
+    if (const Node* v = r.find("max_connections")) {
+      if (auto i = c_.integer(*v, r.child("max_connections"), 1, 256)) {
+        cam.max_connections = static_cast<int>(*i);
+      }
+    }
+    // Cameras are not polled: `timeout` bounds a connect, a request and a push's whole read.
+    if (!r.has("timeout")) d.timeout = std::chrono::seconds(10);
+    d.camera = std::move(cam);
   }
 
   void resolve_bus(const Node& v, const std::string& path, const Config& cfg, DeviceSection& d) {
@@ -1829,7 +2148,12 @@ class Loader {
       if (!r.ok()) continue;
       AlarmSection a;
       a.line = r.line();
+      const Node* name = r.find("name");
+      if (name && name->IsScalar() && is_name(name->Scalar())) {
+        c_.set_context("alarm rule " + in_quotes(name->Scalar()) + ": ");
+      }
       load_alarm(r, a, cfg);
+      c_.set_context({});
       if (!a.name.empty()) {
         auto [it, inserted] = names.emplace(a.name, r.key_line("name"));
         if (!inserted) {
@@ -1843,7 +2167,8 @@ class Loader {
 
   void load_alarm(MapReader& r, AlarmSection& a, const Config& cfg) {
     r.check_keys({"name", "devices", "kind", "point", "high", "low", "hysteresis", "for",
-                  "severity", "stale", "rate", "held_open", "forced", "denied", "active_for"});
+                  "severity", "stale", "offline", "rate", "held_open", "forced", "grant_window",
+                  "denied", "active_for"});
     if (const Node* v = r.require("name")) {
       if (auto s = c_.text(*v, r.child("name"))) {
         if (is_name(*s)) {
@@ -1864,6 +2189,7 @@ class Loader {
                     std::to_string(r.line()) + "); say which devices the rule watches");
     }
     std::vector<const DeviceSection*> listed;
+    std::vector<std::pair<int, std::string>> listed_at;  // line and key path of each
     if (devices) {
       const auto ids = c_.list(*devices, r.child("devices"));
       if (devices->IsSequence() && ids.empty()) {
@@ -1885,6 +2211,7 @@ class Loader {
         }
         a.devices.push_back(*s);
         listed.push_back(&*it);
+        listed_at.emplace_back(line_of(ids[j]), path);
       }
     }
     if (kind) {
@@ -1899,9 +2226,10 @@ class Loader {
       std::string_view label;
       std::vector<std::string_view> keys;
     };
-    const std::array<Condition, 7> conditions{{
+    const std::array<Condition, 8> conditions{{
         {"high/low", {"high", "low"}},
         {"stale", {"stale"}},
+        {"offline", {"offline"}},
         {"rate", {"rate"}},
         {"held_open", {"held_open"}},
         {"forced", {"forced"}},
@@ -1921,8 +2249,8 @@ class Loader {
     }
     if (found.empty()) {
       c_.report(r.line(), r.path(), "",
-                "the rule has no condition; give one of: high/low, stale, rate, held_open, "
-                "forced, denied, active_for");
+                "the rule has no condition; give one of: high/low, stale, offline, rate, "
+                "held_open, forced, denied, active_for");
     } else if (found.size() > 1) {
       c_.report(
           r.key_line(second_key), r.child(second_key), "",
@@ -1957,6 +2285,15 @@ class Loader {
       }
     }
     if (const Node* v = r.find("stale")) a.stale = c_.duration(*v, r.child("stale"));
+    if (const Node* v = r.find("offline")) a.offline = c_.duration(*v, r.child("offline"));
+    if (const Node* v = r.find("grant_window")) {
+      if (cond != "forced" && !cond.empty()) {
+        c_.report(r.key_line("grant_window"), r.child("grant_window"), "",
+                  "grant_window applies only to forced rules");
+      } else if (auto d = c_.duration(*v, r.child("grant_window"))) {
+        a.grant_window = *d;
+      }
+    }
     if (const Node* v = r.find("held_open")) a.held_open = c_.duration(*v, r.child("held_open"));
     if (const Node* v = r.find("forced")) {
       if (auto b = c_.boolean(*v, r.child("forced"))) {
@@ -1971,13 +2308,27 @@ class Loader {
     if (const Node* v = r.find("rate")) {
       MapReader rr(c_, *v, r.child("rate"), false, r.key_line("rate"));
       if (rr.ok()) {
-        rr.check_keys({"max_delta", "window"});
-        if (const Node* x = rr.require("max_delta")) {
+        rr.check_keys({"max_delta", "min_delta", "window"});
+        if (!rr.has("max_delta") && !rr.has("min_delta")) {
+          rr.require("max_delta",
+                     "give max_delta (a jump) and/or min_delta (0: a counter running backwards)");
+        }
+        if (const Node* x = rr.find("max_delta")) {
           if (auto d = c_.number(*x, rr.child("max_delta"))) {
             if (*d <= 0) {
               c_.report(*x, rr.child("max_delta"), x->Scalar(), "must be greater than 0");
             } else {
               a.rate_max_delta = *d;
+            }
+          }
+        }
+        if (const Node* x = rr.find("min_delta")) {
+          if (auto d = c_.number(*x, rr.child("min_delta"))) {
+            if (a.rate_max_delta && *d >= *a.rate_max_delta) {
+              c_.report(*x, rr.child("min_delta"), x->Scalar(),
+                        "must be below max_delta (" + rr.find("max_delta")->Scalar() + ")");
+            } else {
+              a.rate_min_delta = *d;
             }
           }
         }
@@ -2029,10 +2380,10 @@ class Loader {
     if ((cond == "high/low" || cond == "rate") && !point) {
       r.require("point", "a " + std::string(cond) + " rule watches one point");
     }
-    if (point &&
-        (cond == "held_open" || cond == "forced" || cond == "denied" || cond == "active_for")) {
+    if (point && (cond == "offline" || cond == "held_open" || cond == "forced" ||
+                  cond == "denied" || cond == "active_for")) {
       c_.report(r.key_line("point"), r.child("point"), "",
-                "point does not apply to a " + std::string(cond) + " rule");
+                "point does not apply to " + a_or_an(cond) + " rule");
     } else if (!a.point.empty()) {
       // A typo in the point name would make the rule silently never fire.
       for (const DeviceSection* d : listed) {
@@ -2048,6 +2399,110 @@ class Loader {
                         did_you_mean(a.point, pts) + "its points: " + join(pts));
         }
       }
+    }
+    check_alarm_devices(r, a, cond, listed, listed_at, cfg);
+  }
+
+  static std::string_view kind_label(DeviceKind k) {
+    for (const auto& [name, value] : kKinds) {
+      if (value == k) return name;
+    }
+    return "device";
+  }
+
+  // Can the rule ever fire, or fire only when it should, on the devices it covers? A rule that
+  // watches something its devices never report would stay silent forever; one that would read a
+  // healthy, steady value as stale would cry wolf. Both are refused here rather than found out
+  // during an incident.
+  void check_alarm_devices(MapReader& r, const AlarmSection& a, std::string_view cond,
+                           const std::vector<const DeviceSection*>& listed,
+                           const std::vector<std::pair<int, std::string>>& listed_at,
+                           const Config& cfg) {
+    if (cond.empty()) return;
+    std::vector<DeviceKind> allowed;
+    std::string_view watches;
+    if (cond == "active_for") {
+      allowed = {pb::CAMERA};
+      watches = "camera events";
+    } else if (cond == "denied") {
+      allowed = {pb::CARD_READER, pb::ACCESS_GATE};
+      watches = "DENIED passages of card readers and gates";
+    } else if (cond == "held_open" || cond == "forced") {
+      allowed = {pb::ACCESS_GATE, pb::SENSOR};
+      watches = "a door_open reading (gates, door contacts)";
+    }
+    auto fits = [&](DeviceKind k) {
+      return allowed.empty() || std::find(allowed.begin(), allowed.end(), k) != allowed.end();
+    };
+    if (a.kind && !fits(*a.kind)) {
+      c_.report(r.key_line("kind"), r.child("kind"), kind_label(*a.kind),
+                std::string(cond) + " watches " + std::string(watches) + "; " +
+                    a_or_an(kind_label(*a.kind)) + " reports none");
+      return;
+    }
+    // The devices covered, with where to point an error about one of them.
+    std::vector<std::pair<const DeviceSection*, std::pair<int, std::string>>> covered;
+    for (std::size_t i = 0; i < listed.size(); ++i) covered.push_back({listed[i], listed_at[i]});
+    if (a.kind) {
+      for (const DeviceSection& d : cfg.devices) {
+        if (d.kind == *a.kind) covered.push_back({&d, {r.key_line("kind"), r.child("kind")}});
+      }
+    }
+    auto point_named = [](const DeviceSection& d, std::string_view name) -> const PointSection* {
+      for (const PointSection& p : d.points) {
+        if (p.spec.name == name) return &p;
+      }
+      return nullptr;
+    };
+    bool any_defines_point = false, any_with_points = false;
+    for (const auto& [d, at] : covered) {
+      const auto& [line, path] = at;
+      const std::string who = "device " + in_quotes(d->id) + " (" +
+                              std::string(kind_label(d->kind)) + ")";
+      if (!fits(d->kind)) {
+        c_.report(line, path, d->id,
+                  who + ": " + std::string(cond) + " watches " + std::string(watches));
+        continue;
+      }
+      const bool polled = has_points(d->driver) && !d->points.empty();
+      if (polled) {
+        any_with_points = true;
+        if (!a.point.empty() && point_named(*d, a.point)) any_defines_point = true;
+      }
+      if ((cond == "held_open" || cond == "forced") && polled && !point_named(*d, "door_open")) {
+        c_.report(line, path, d->id,
+                  who + " has no point named door_open (1 open, 0 closed) for " +
+                      std::string(cond) + " to watch");
+      }
+      if (cond == "stale" && a.stale) {
+        if (!polled) {
+          c_.report(line, path, d->id,
+                    who + " reports events when something happens, not periodic readings, so "
+                          "stale would fire whenever it is quiet; use offline: instead");
+          continue;
+        }
+        // A point reported only on change may legitimately stay silent longer than `stale`.
+        auto silent = [&](const PointSection& p) {
+          return p.report.on_change &&
+                 (!p.report.max_interval || *p.report.max_interval >= *a.stale);
+        };
+        const PointSection* p = a.point.empty() ? nullptr : point_named(*d, a.point);
+        const bool all_silent = p ? silent(*p)
+                                  : std::all_of(d->points.begin(), d->points.end(), silent);
+        if ((p || a.point.empty()) && all_silent) {
+          c_.report(line, path, d->id,
+                    who + " reports " + (p ? "point " + in_quotes(a.point) : "its points"s) +
+                        " only on change, without a report.max_interval below " +
+                        format_duration(*a.stale) +
+                        ", so a steady value would read as stale; give it one");
+        }
+      }
+    }
+    // A kind rule's point is a typo when none of the kind's devices has it.
+    if (a.kind && !a.point.empty() && any_with_points && !any_defines_point) {
+      c_.report(r.key_line("point"), r.child("point"), a.point,
+                "no " + std::string(kind_label(*a.kind)) + " device has a point named " +
+                    in_quotes(a.point));
     }
   }
 

@@ -51,6 +51,8 @@ struct MqttSection {
   int batch_max_events = 100;      // events per EventBatch publish, 1..10000
   Duration backoff_initial = std::chrono::milliseconds(500);  // reconnect backoff bounds
   Duration backoff_max = std::chrono::seconds(30);
+  // Random wait before the first connect, uniform in [0, this]; unset: backoff_initial.
+  std::optional<Duration> startup_splay;
   bool operator==(const MqttSection&) const = default;
 };
 
@@ -130,7 +132,8 @@ struct FramingSection {
 struct DeviceSection {
   std::string id;
   DeviceKind kind = campus::gateway::v1::DEVICE_KIND_UNSPECIFIED;
-  std::string driver;            // modbus_tcp | modbus_rtu | dlt645 | serial_line | tcp_line | camera_http
+  std::string driver;            // modbus_tcp | modbus_rtu | dlt645 | serial_line | tcp_line |
+                                 // camera_http | modbus_gate | uhppote
   std::string host;              // from address: "host:port"
   uint16_t port = 0;
   std::string bus;               // id of a BusSection
@@ -151,11 +154,41 @@ struct DeviceSection {
   std::string direction = "unknown";  // in | out | unknown
   std::optional<FramingSection> framing;
   std::string card_format = "decimal";  // decimal | hex | wiegand26 | wiegand34
+  // Gate controllers (modbus_gate, uhppote).
+  uint32_t serial_number = 0;    // uhppote: the controller's serial number, 1..4294967295
+  std::string listen_host;       // uhppote `listen:` (IP literal), where it pushes events; optional
+  uint16_t listen_port = 0;
+  uint16_t status_base = 0;      // modbus_gate `registers.status`: the 8-register status block
+  uint16_t log_base = 100;       // modbus_gate `registers.log`: the log window
+  uint32_t log_size = 64;        // modbus_gate: records the controller keeps, 1..8000
+  // tcp_line: no byte for this long -> reconnect; the link is reported down only if that fails
+  // (readers are silent while nobody swipes). 0 = never.
+  Duration idle_timeout = std::chrono::minutes(5);
+  // camera_http (README "Cameras"; drivers/camera_http/camera_http_source.h). Push mode listens
+  // on listen_host:listen_port above; stream mode reads from host:port.
+  struct Camera {
+    std::string mode;                      // push | stream
+    std::string vendor = "hikvision";      // hikvision | dahua
+    std::string path;                      // stream: request target; push: the one path accepted
+    std::string username;                  // stream
+    std::string password_file;             // stream; absolute after loading
+    std::string auth = "digest";           // stream: digest | basic
+    Duration heartbeat = std::chrono::seconds(10);
+    std::optional<Duration> heartbeat_timeout;  // unset: 3 x heartbeat (stream), none (push)
+    std::optional<Duration> inactive_after;     // unset: 5s for hikvision, never for dahua
+    std::vector<std::string> allow_from;   // push: IP addresses that may post; empty: any
+    uint64_t max_body = 4ull << 20;        // push: one request, pictures included
+    int max_connections = 8;               // push: at once
+    bool operator==(const Camera&) const = default;
+  };
+  std::optional<Camera> camera;          // set for camera_http
   int line = 0;                  // where the entry starts in the file, for later errors
   bool operator==(const DeviceSection&) const = default;
 };
 
-// One rule of `alarms:`; which fields are set depends on the rule's kind.
+// One rule of `alarms:`; which fields are set depends on the rule's condition (exactly one of
+// high/low, stale, offline, rate, held_open, forced, denied, active_for). README "Alarm rules"
+// has the meaning of each; gateway/alarm_engine.h evaluates them.
 struct AlarmSection {
   std::string name;
   std::vector<std::string> devices;       // or:
@@ -166,15 +199,21 @@ struct AlarmSection {
   Duration hold_for{};                    // `for:`
   std::string severity = "major";         // info | minor | major | critical
   std::optional<Duration> stale;
-  std::optional<double> rate_max_delta;
+  std::optional<Duration> offline;        // device offline longer than this
+  std::optional<double> rate_max_delta;   // rate: change over the window above this, or
+  std::optional<double> rate_min_delta;   //   below this (0: a counter running backwards)
   std::optional<Duration> rate_window;
   std::optional<Duration> held_open;
   bool forced = false;
+  // forced: an opening counts as granted when a GRANTED passage at the door was seen at most
+  // this long before it (or up to 2 s after it, for reports that arrive late).
+  Duration grant_window = std::chrono::seconds(10);
   std::optional<int> denied_count;
   std::optional<Duration> denied_window;
   std::string active_type;                // active_for.type
   std::optional<Duration> active_duration;
   int line = 0;
+  bool operator==(const AlarmSection&) const = default;
 };
 
 struct Config {

@@ -44,6 +44,15 @@
 //            (answered when the device has: other requests on the same connection may be
 //            answered first; value is null when the read failed, error says why)
 //   reload   {} -> {reloaded:true, added:[id], removed:[id], changed:[id], unchanged:int}
+//   alarms   {} -> {rules:int,
+//              active:[{rule, severity, device, subject, point, value, threshold, raised_at_us,
+//                       since_us}],
+//              recent:[{at_us, seq, rule, severity, device, point, value, threshold, active}]}
+//            (active: the alarms raised and not cleared, including those restored after a
+//            restart; recent: the raises and clears of this process, newest first, at most 50;
+//            seq is the alarm event's; severity is info|minor|major|critical; subject is "" or
+//            the door of a denied rule or "type:channel" of an active_for rule; since_us is when
+//            the condition began, raised_at_us when the alarm event was made)
 // An <event> is the protobuf JSON form of campus.gateway.v1.Event (proto field names).
 //
 // Error codes: bad_request, unsupported_version, unknown_command, not_found, unavailable,

@@ -57,6 +57,12 @@ void DevicePoller::on_tick() {
     ++skipped_offline_;
     return;
   }
+  // Back-pressure: while the buffer's room for telemetry fills up, poll 2, 4 or 8 times less
+  // often rather than have the buffer evict what it stored.
+  if (const int slow = router_.slowdown(); slow > 1 && (++throttle_ticks_ % slow) != 0) {
+    ++throttled_;
+    return;
+  }
   outstanding_ = true;
   if (last_start_ != std::chrono::steady_clock::time_point{}) {
     // Smoothed over about eight polls: what the operator compares with the configured period.

@@ -63,6 +63,8 @@ class DevicePoller {
   uint64_t failures() const { return failures_; }
   uint64_t overruns() const { return overruns_; }
   uint64_t skipped_while_offline() const { return skipped_offline_; }
+  // Polls skipped because the buffer asked for less telemetry (Router::slowdown()).
+  uint64_t throttled() const { return throttled_; }
   const std::string& last_error() const { return last_error_; }
 
  private:
@@ -87,6 +89,8 @@ class DevicePoller {
   std::chrono::milliseconds probe_gap_{0};           // while offline: time between probes
   std::chrono::steady_clock::time_point next_probe_{};
   uint64_t skipped_offline_ = 0;
+  uint64_t throttle_ticks_ = 0;
+  uint64_t throttled_ = 0;
   std::string last_error_;
   ErrorCounts errors_;
   int64_t last_good_us_ = 0;

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "drivers/asio.h"
+#include "gateway/alarm_monitor.h"
 #include "gateway/control_protocol.h"
 #include "gateway/control_server.h"
 #include "gateway/device_poller.h"
@@ -20,7 +21,10 @@
 #include "gateway/log.h"
 #include "gateway/metrics.h"
 #include "gateway/metrics_server.h"
+#include "gateway/privacy.h"
 #include "gateway/router.h"
+#include "gateway/sd_notify.h"
+#include "gateway/source_runner.h"
 #include "gateway/uplink.h"
 #include "protocols/topics.h"
 #include "storage/event_buffer.h"
@@ -37,6 +41,7 @@ namespace {
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
+constexpr int kExitConfig = 78;
 constexpr int kExitUnavailable = 69;
 constexpr auto kShutdownDrain = std::chrono::seconds(2);
 constexpr auto kShutdownDisconnect = std::chrono::seconds(2);
@@ -84,6 +89,21 @@ Status prepare_data_dir(const std::string& dir) {
   return Status::ok();
 }
 
+// The buffer's bounds and class policies from the config (CONTRACT.md "buffer").
+storage::BufferOptions buffer_options(const config::Config& c) {
+  storage::BufferOptions o;
+  o.max_bytes = c.buffer.max_bytes;
+  for (const auto& [cls, policy] : c.buffer.classes) {
+    const auto i = static_cast<std::size_t>(cls);
+    if (i >= o.classes.size()) continue;
+    o.classes[i].max_age_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(policy.max_age).count();
+    o.classes[i].drop_oldest = policy.when_full == config::WhenFull::kDropOldest;
+    o.classes[i].never_drop = cls == v1::ACCESS || cls == v1::ALARM;
+  }
+  return o;
+}
+
 Result<std::string> read_secret(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::unavailable("cannot read password_file " + path);
@@ -108,6 +128,7 @@ UplinkSettings uplink_settings(const config::Config& c, std::string password) {
   s.batch_max_events = c.mqtt.batch_max_events;
   s.backoff_initial = c.mqtt.backoff_initial;
   s.backoff_max = c.mqtt.backoff_max;
+  s.startup_splay = c.mqtt.startup_splay.value_or(c.mqtt.backoff_initial);
   s.version = GW_VERSION;
   s.boot_id = random_hex(16);
   s.started_at_us = wall_now_us();
@@ -176,15 +197,28 @@ class Gateway : public control::Handler {
         shutdown_timer_(core_),
         line_check_(core_) {}
 
-  int run();
+  int run(const RunHooks& hooks);
 
   Reply handle(const control::Request& request,
                std::shared_ptr<control::ControlStream> stream) override;
 
  private:
+  // A polled device has a driver and a poller; a push device (reader, gate, camera) a runner.
   struct Device {
     std::shared_ptr<drivers::Driver> driver;
     std::unique_ptr<DevicePoller> poller;
+    std::unique_ptr<SourceRunner> runner;
+    const config::DeviceSection& config() const {
+      return poller ? poller->device() : runner->device();
+    }
+    DevicePoller::State state() const { return poller ? poller->state() : runner->state(); }
+    const std::string& last_error() const {
+      return poller ? poller->last_error() : runner->last_error();
+    }
+    void stop() {
+      if (poller) poller->stop();
+      if (runner) runner->stop();
+    }
   };
   struct Tail {
     std::shared_ptr<control::ControlStream> stream;
@@ -195,6 +229,7 @@ class Gateway : public control::Handler {
   struct Trace {
     std::shared_ptr<control::ControlStream> stream;
     std::string device;
+    bool show_credentials = false;
   };
 
   Status start_device(const config::DeviceSection& d, std::chrono::milliseconds first_delay);
@@ -210,6 +245,10 @@ class Gateway : public control::Handler {
                     const std::string& note);
   void on_frame(const std::string& device, bool tx, bool bad, std::span<const uint8_t> bytes,
                 const std::string& note);
+  void on_source_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
+                       const std::string& note);
+  void on_bad_input(const std::string& device, std::string_view kind, const std::string& message);
+  bool owned_by_line_device(const config::Config& config, const std::string& bus_id) const;
   bool credentials_allowed(bool asked) const {
     return asked && config_.privacy.card_id == config::PrivacySection::CardId::kRaw;
   }
@@ -217,18 +256,23 @@ class Gateway : public control::Handler {
   Json status_json();
   Json device_json(const std::string& id, const Device& d);
   Reply buffer_reply(const Json& args);
+  Json buffer_status(uint64_t pending, int64_t oldest_age_s, const Json& classes);
   Reply read_reply(const Json& args, std::shared_ptr<control::ControlStream> stream);
   Reply reload();
+  Reply reload_notified();
+  void feed_watchdog();
 
   config::Config config_;
   const int64_t started_us_ = wall_now_us();
   asio::io_context core_{1};
-  // Blocking device libraries run here, never on the core thread (no driver of this build
-  // needs it: Modbus TCP, RTU and DL/T 645 all run on Asio on the core loop).
+  // libmodbus blocks; its calls run here, never on the core thread.
   asio::thread_pool io_pool_;
   std::unique_ptr<storage::EventBuffer> buffer_;
+  std::optional<storage::RecoveryReport> buffer_recovery_;  // set when a damaged file was replaced
+  CredentialProtector privacy_ = CredentialProtector::raw();
   std::unique_ptr<Router> router_;
   std::unique_ptr<Uplink> uplink_;
+  std::unique_ptr<AlarmMonitor> alarms_;
   std::string boot_id_;
   std::map<std::string, std::shared_ptr<drivers::SerialBus>> buses_;
   std::map<std::string, Device> devices_;  // sorted by id: stable CLI output
@@ -240,6 +284,9 @@ class Gateway : public control::Handler {
   asio::signal_set signals_;
   asio::steady_timer shutdown_timer_;
   asio::steady_timer line_check_;
+  sd::SdNotifier notifier_{sd::read_notify_env(::getpid())};
+  asio::steady_timer watchdog_{core_};
+  bool watchdog_failing_ = false;
   std::map<std::string, std::pair<std::chrono::microseconds, std::chrono::steady_clock::time_point>>
       line_seen_;
   bool shutting_down_ = false;
@@ -249,18 +296,29 @@ class Gateway : public control::Handler {
   std::deque<Json> recent_errors_;
 };
 
-int Gateway::run() {
+int Gateway::run(const RunHooks& hooks) {
   if (Status s = prepare_data_dir(config_.gateway.data_dir); !s) {
     log::error("gatewayd", s.message());
     return kExitUnavailable;
   }
   const std::string buffer_path = (fs::path(config_.gateway.data_dir) / "buffer.db").string();
-  auto opened = storage::EventBuffer::open(buffer_path);
+  auto opened = storage::EventBuffer::open_or_recover(buffer_path, buffer_options(config_));
   if (!opened) {
     log::error("buffer", "cannot open ", buffer_path, ": ", opened.status().message());
     return opened.status().code() == Status::Code::kUnavailable ? kExitUnavailable : kExitFailure;
   }
-  buffer_ = std::move(opened).value();
+  buffer_ = std::move(opened.value().buffer);
+  buffer_recovery_ = opened.value().recovery;
+  if (buffer_recovery_) {
+    const storage::RecoveryReport& r = *buffer_recovery_;
+    log::error("buffer", "the buffer file was damaged (", r.reason, "): moved to ", r.moved_to,
+               "; salvaged ", r.salvaged_rows, " events into a new file, ", r.unreadable_spans,
+               " unreadable stretch(es); next_seq=", r.next_seq,
+               " (seqs are never reused; what could not be read is announced by a gap event)");
+  }
+  for (const std::string& step : buffer_->migrations_applied()) {
+    log::notice("buffer", "upgraded ", buffer_path, ": ", step);
+  }
 
   std::string password;
   if (!config_.mqtt.password_file.empty()) {
@@ -271,6 +329,15 @@ int Gateway::run() {
     }
     password = std::move(secret).value();
   }
+  {
+    auto privacy = CredentialProtector::load(config_.privacy);
+    if (!privacy) {
+      log::error("config", privacy.status().message());
+      return privacy.status().code() == Status::Code::kInvalidArgument ? kExitConfig
+                                                                       : kExitUnavailable;
+    }
+    privacy_ = std::move(privacy).value();
+  }
 
   log::set_observer([this](log::Level, std::string_view component, std::string_view message) {
     std::lock_guard<std::mutex> g(recent_mu_);
@@ -280,9 +347,11 @@ int Gateway::run() {
     if (recent_errors_.size() > kRecentErrors) recent_errors_.pop_back();
   });
 
+  RouterOptions router_options;
+  router_options.gateway_id = config_.gateway.id;
   router_ = std::make_unique<Router>(core_.get_executor(), *buffer_, [this] {
     uplink_->on_committed();
-  });
+  }, std::move(router_options));
   router_->set_observer([this](std::span<const storage::BufferedEvent> g) {
     on_committed_group(g);
   });
@@ -297,17 +366,26 @@ int Gateway::run() {
       v1::ClassHealth* c = h.add_buffer();
       c->set_event_class(cls);
       c->set_pending(st.pending);
-      c->set_oldest_age_s(
-          st.oldest_time_us ? uint64_t(std::max<int64_t>(0, now - st.oldest_time_us) / 1000000)
-                            : 0);
+      (void)now;
+      c->set_oldest_age_s(uint64_t(buffer_->oldest_age_us(cls) / 1000000));
+      c->set_dropped(st.evicted);
     }
     for (const auto& [id, d] : devices_) {
-      const auto state = d.poller->state();
+      const auto state = d.state();
       if (state == DevicePoller::State::kOnline) h.set_devices_online(h.devices_online() + 1);
       if (state == DevicePoller::State::kOffline) h.set_devices_offline(h.devices_offline() + 1);
     }
     return h;
   });
+
+  // Before the devices start, so it sees their first events; its raises and clears go through
+  // the router like any event.
+  alarms_ = std::make_unique<AlarmMonitor>(core_.get_executor(), *router_, *buffer_, wall_now_us);
+  router_->set_submit_observer([this](const v1::Event& e) { alarms_->on_event(e); });
+  if (Status s = alarms_->start(config_); !s) {
+    log::error("alarm", "cannot read the active alarms from the buffer: ", s.message());
+    return kExitUnavailable;
+  }
 
   control_ = std::make_unique<control::ControlServer>(core_.get_executor(),
                                                       config_.control.socket, *this);
@@ -328,7 +406,9 @@ int Gateway::run() {
                 " port=", metrics_server_->port(), " path=/metrics");
   }
 
-  for (const config::BusSection& b : config_.buses) start_bus(b);
+  for (const config::BusSection& b : config_.buses) {
+    if (!owned_by_line_device(config_, b.id)) start_bus(b);
+  }
   for (std::size_t i = 0; i < config_.devices.size(); ++i) {
     // Spread first polls over the first period so a building's devices are not hit at once.
     const auto& d = config_.devices[i];
@@ -344,9 +424,21 @@ int Gateway::run() {
               " devices=", devices_.size(), " buses=", buses_.size(), " buffer=", buffer_path,
               " pending=", buffer_->pending_total(), " next_seq=", buffer_->next_seq(),
               " control=", config_.control.socket);
+  router_->start();
   uplink_->start();
   if (!buses_.empty()) check_lines();
   signals_.async_wait([this](const boost::system::error_code& e, int signo) { on_signal(e, signo); });
+
+  // systemd (Type=notify): ready only now, with the buffer open and checked and every part
+  // started; from here the core loop itself feeds the watchdog.
+  if (!notifier_.env_problem().empty()) log::warn("systemd", notifier_.env_problem());
+  if (Status s = notifier_.ready("gateway " + config_.gateway.id + ", " +
+                                 std::to_string(devices_.size()) + " devices");
+      !s) {
+    log::warn("systemd", "cannot notify: ", s.message());
+  }
+  feed_watchdog();
+  if (hooks.on_ready) hooks.on_ready(core_);
 
   core_.run();
 
@@ -368,12 +460,25 @@ void Gateway::start_bus(const config::BusSection& b) {
   buses_[b.id] = std::move(bus);
 }
 
+// A serial_line reader reads its line as a stream: it owns the port, so no SerialBus opens it.
+bool Gateway::owned_by_line_device(const config::Config& config, const std::string& bus_id) const {
+  return std::any_of(config.devices.begin(), config.devices.end(), [&](const auto& d) {
+    return d.driver == "serial_line" && d.bus == bus_id;
+  });
+}
+
 Status Gateway::start_device(const config::DeviceSection& d, std::chrono::milliseconds first_delay) {
   const DriverContext context{
       core_.get_executor(), io_pool_.get_executor(),
       [this](const std::string& id) -> std::shared_ptr<drivers::SerialBus> {
         auto it = buses_.find(id);
         return it == buses_.end() ? nullptr : it->second;
+      },
+      [this](const std::string& id) -> const config::BusSection* {
+        for (const auto& b : config_.buses) {
+          if (b.id == id) return &b;
+        }
+        return nullptr;
       },
       [this](const std::string& device, bool tx, bool bad, std::span<const uint8_t> bytes,
              const std::string& note) { on_frame(device, tx, bad, bytes, note); },
@@ -382,6 +487,25 @@ Status Gateway::start_device(const config::DeviceSection& d, std::chrono::millis
           return t.device == device && t.stream->open();
         });
       }};
+  if (is_event_source(d.driver)) {
+    auto source = make_source(d, context);
+    if (!source) return source.status();
+    auto cursor = buffer_->cursor(d.id);
+    if (!cursor) return cursor.status();
+    Device dev;
+    dev.runner = std::make_unique<SourceRunner>(d, std::move(source).value(), *router_, privacy_);
+    dev.runner->set_tracer([this](const std::string& device, bool tx,
+                                  std::span<const uint8_t> bytes, const std::string& note) {
+      on_source_frame(device, tx, bytes, note);
+    });
+    dev.runner->set_bad_input_observer(
+        [this](const std::string& device, std::string_view kind, const std::string& message) {
+          on_bad_input(device, kind, message);
+        });
+    dev.runner->start(std::move(cursor).value());
+    devices_[d.id] = std::move(dev);
+    return Status::ok();
+  }
   auto driver = make_driver(d, context);
   if (!driver) return driver.status();
   Device dev;
@@ -408,7 +532,7 @@ Status Gateway::start_device(const config::DeviceSection& d, std::chrono::millis
 void Gateway::stop_device(const std::string& id) {
   auto it = devices_.find(id);
   if (it == devices_.end()) return;
-  it->second.poller->stop();
+  it->second.stop();
   for (auto& t : traces_) {
     if (t.device == id) t.stream->end("device " + id + " was removed or restarted by a reload");
   }
@@ -420,7 +544,7 @@ void Gateway::stop_device(const std::string& id) {
 void Gateway::on_signal(const boost::system::error_code& e, int signo) {
   if (e) return;
   if (signo == SIGHUP) {
-    Reply r = reload();
+    Reply r = reload_notified();
     if (!r.ok) log::error("config", "reload on SIGHUP refused, old config keeps running: ", r.message);
     signals_.async_wait([this](const boost::system::error_code& e2, int s) { on_signal(e2, s); });
     return;
@@ -432,9 +556,11 @@ void Gateway::begin_shutdown(const char* why) {
   if (shutting_down_) return;
   shutting_down_ = true;
   log::notice("gatewayd", "stopping on ", why);
-  for (auto& [id, d] : devices_) d.poller->stop();
+  (void)notifier_.stopping();
+  for (auto& [id, d] : devices_) d.stop();
   for (auto& [id, bus] : buses_) bus->stop();
   line_check_.cancel();
+  alarms_->stop();
   for (auto& t : tails_) t.stream->end("gatewayd is stopping");
   for (auto& t : traces_) t.stream->end("gatewayd is stopping");
   (void)router_->flush();
@@ -447,6 +573,10 @@ void Gateway::wait_drain() {
   const bool idle = !uplink_->stats().connected || uplink_->stats().inflight == 0;
   if (idle || std::chrono::steady_clock::now() >= drain_deadline_) {
     (void)router_->flush();
+    if (router_->queued() > 0) {
+      log::error("buffer", router_->queued(), " events could not be committed before the stop "
+                 "(store or disk full) and are lost with this process");
+    }
     uplink_->stop(kShutdownDisconnect);
     control_->stop();
     if (metrics_server_) metrics_server_->stop();
@@ -490,6 +620,7 @@ void Gateway::check_lines() {
 }
 
 void Gateway::on_committed_group(std::span<const storage::BufferedEvent> group) {
+  if (alarms_) alarms_->on_committed(group);
   for (const storage::BufferedEvent& e : group) {
     metrics_.counter("gateway_events_committed_total", "Events committed to the buffer.",
                      {{"class", std::string(protocols::class_name(e.event_class))},
@@ -506,6 +637,43 @@ void Gateway::on_committed_group(std::span<const storage::BufferedEvent> group) 
       if (t.cls && *t.cls != event.event_class()) continue;
       t.stream->send(Json{{"event", event_json(event, credentials_allowed(t.show_credentials))}});
     }
+  }
+}
+
+// What a push device sent or was sent. Card readers and gates carry card numbers in their
+// frames: those are shown only where the operator may see credentials (privacy.card_id: raw and
+// --show-credentials).
+void Gateway::on_source_frame(const std::string& device, bool tx, std::span<const uint8_t> bytes,
+                              const std::string& note) {
+  std::erase_if(traces_, [](const Trace& t) { return !t.stream->open(); });
+  auto it = devices_.find(device);
+  // By kind, and by driver for a reader configured under another kind.
+  const bool carries_cards =
+      it != devices_.end() &&
+      (it->second.config().kind == v1::CARD_READER || it->second.config().kind == v1::ACCESS_GATE ||
+       it->second.config().driver != "camera_http");
+  for (Trace& t : traces_) {
+    if (t.device != device) continue;
+    const bool show = !carries_cards || credentials_allowed(t.show_credentials);
+    t.stream->send(Json{{"at_us", wall_now_us()},
+                        {"device", device},
+                        {"dir", tx ? "tx" : "rx"},
+                        {"hex", show ? hex_of(bytes) : std::string()},
+                        {"bytes", bytes.size()},
+                        {"note", show ? note : std::string("[card data hidden: privacy]")}});
+  }
+}
+
+// Dropped input from a push device: counted always, logged once a second per device at most.
+void Gateway::on_bad_input(const std::string& device, std::string_view kind,
+                           const std::string& message) {
+  metrics_.counter("gateway_device_bad_input_total", "Input a device sent that was dropped, by kind.",
+                   {{"device", device}, {"kind", std::string(kind)}})
+      .inc();
+  uint64_t held_back = 0;
+  if (frame_log_.allow(device, held_back)) {
+    log::warn("device", "bad input device=", device, " kind=", kind, " reason=\"", message, "\"",
+              held_back ? " (" + std::to_string(held_back) + " more like it not logged)" : "");
   }
 }
 
@@ -547,6 +715,7 @@ void Gateway::register_metrics() {
   });
   metrics_.on_collect([this] {
     const int64_t now = wall_now_us();
+    alarms_->collect(metrics_);
     metrics_.gauge("gateway_uptime_seconds", "Seconds since gatewayd started.")
         .set(double(now - started_us_) / 1e6);
     for (auto cls : kClasses) {
@@ -556,11 +725,43 @@ void Gateway::register_metrics() {
           .set(double(st.pending));
       metrics_.gauge("gateway_buffer_bytes", "Payload bytes in the buffer.", l).set(double(st.bytes));
       metrics_.gauge("gateway_buffer_oldest_age_seconds", "Age of the oldest buffered event.", l)
-          .set(st.oldest_time_us ? double(std::max<int64_t>(0, now - st.oldest_time_us)) / 1e6 : 0);
+          .set(double(buffer_->oldest_age_us(cls)) / 1e6);
       metrics_.counter("gateway_buffer_dropped_events_total",
-                       "Events evicted from the buffer (announced by gap events).", l)
-          .set(0);
+                       "Events removed from the buffer undelivered (evicted, rejected or past "
+                       "max_age; each announced by a gap event).", l)
+          .set(double(st.evicted));
     }
+    const storage::SpaceReport space = buffer_->space();
+    metrics_.gauge("gateway_buffer_fill_ratio",
+                   "How full the room for droppable (telemetry, status) events is, 0..1.")
+        .set(space.fill);
+    metrics_.gauge("gateway_buffer_file_bytes", "Size of the buffer's database file.")
+        .set(double(space.file_bytes));
+    metrics_.gauge("gateway_buffer_wal_bytes", "Size of the buffer's write-ahead log.")
+        .set(double(space.wal_bytes));
+    metrics_.gauge("gateway_buffer_reserve_bytes",
+                   "Space held for access and alarm events when the store or disk is full.")
+        .set(double(space.reserve_bytes));
+    metrics_.gauge("gateway_buffer_disk_low", "1 while the data_dir filesystem is below its "
+                   "low-water mark (the buffer does not grow).")
+        .set(space.disk_low);
+    const RouterStats& rs = router_->stats();
+    metrics_.counter("gateway_buffer_commit_failures_total",
+                     "Commit attempts that failed (I/O error, disk full); retried.")
+        .set(double(rs.failed_commits));
+    metrics_.counter("gateway_buffer_blocked_commits_total",
+                     "Commits that stopped at an access/alarm event with no room left.")
+        .set(double(rs.blocked_commits));
+    metrics_.counter("gateway_buffer_full_alarms_total", "buffer_full alarms raised.")
+        .set(double(rs.buffer_alarms));
+    metrics_.counter("gateway_buffer_recoveries_total",
+                     "Damaged buffer files moved aside and rebuilt at start.")
+        .set(buffer_recovery_ ? 1 : 0);
+    metrics_.gauge("gateway_buffer_queued_events", "Events waiting in memory for their commit.")
+        .set(double(router_->queued()));
+    metrics_.gauge("gateway_poll_slowdown",
+                   "Back-pressure: telemetry polls run this many times less often.")
+        .set(router_->slowdown());
     const UplinkStats& u = uplink_->stats();
     metrics_.gauge("gateway_mqtt_connected", "1 while connected to the broker.").set(u.connected);
     metrics_.gauge("gateway_mqtt_inflight_publishes", "Publishes awaiting PUBACK.")
@@ -577,7 +778,12 @@ void Gateway::register_metrics() {
     for (const auto& [id, d] : devices_) {
       const metrics::Labels l{{"device", id}};
       metrics_.gauge("gateway_device_online", "1 while the device answers.", l)
-          .set(d.poller->state() == DevicePoller::State::kOnline);
+          .set(d.state() == DevicePoller::State::kOnline);
+      if (d.runner) {
+        metrics_.counter("gateway_device_events_total", "Events a push device reported.", l)
+            .set(double(d.runner->events()));
+        continue;
+      }
       metrics_.counter("gateway_device_polls_total", "Polls of the device.", l)
           .set(double(d.poller->polls()));
       metrics_.gauge("gateway_device_poll_latency_seconds", "Latency of the last poll.", l)
@@ -616,7 +822,7 @@ Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::Cont
                                {"gateway_id", config_.gateway.id},
                                {"version", GW_VERSION},
                                {"commands", {"hello", "status", "devices", "buffer", "tail",
-                                             "trace", "read", "reload"}}});
+                                             "trace", "read", "reload", "alarms"}}});
   }
   if (req.cmd == "status") return Reply::success(status_json());
   if (req.cmd == "devices") {
@@ -626,7 +832,7 @@ Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::Cont
       if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + *id + "'");
       list.push_back(device_json(it->first, it->second));
     } else {
-      for (const auto& [id, d] : devices_) list.push_back(device_json(id, d));
+      for (const auto& [each, d] : devices_) list.push_back(device_json(each, d));
     }
     return Reply::success(Json{{"devices", list}});
   }
@@ -651,17 +857,51 @@ Reply Gateway::handle(const control::Request& req, std::shared_ptr<control::Cont
     if (!id || id->empty()) return Reply::error(ec::kBadRequest, "trace needs args.device");
     auto it = devices_.find(*id);
     if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + *id + "'");
-    const config::DeviceSection& dc = it->second.poller->device();
-    if (dc.bus.empty() && dc.driver != "modbus_tcp") {
+    const config::DeviceSection& dc = it->second.config();
+    if (!it->second.runner && dc.bus.empty() && dc.driver != "modbus_tcp") {
       return Reply::error(ec::kBadRequest, "trace cannot show the frames of " + *id + " (driver " +
                                                dc.driver + ")");
     }
-    traces_.push_back({stream, *id});
+    traces_.push_back({stream, *id, flag_arg("show_credentials")});
     return Reply::stream();
   }
   if (req.cmd == "read") return read_reply(a, stream);
-  if (req.cmd == "reload") return reload();
+  if (req.cmd == "reload") return reload_notified();
+  if (req.cmd == "alarms") return Reply::success(alarms_->to_json());
   return Reply::error(ec::kUnknownCommand, "unknown command '" + req.cmd + "'");
+}
+
+// The buffer's part of status: depth, bounds, and what store-and-forward is doing about them.
+Json Gateway::buffer_status(uint64_t pending, int64_t oldest_age_s, const Json& classes) {
+  const storage::SpaceReport sp = buffer_->space();
+  const RouterStats& rs = router_->stats();
+  Json recovery = nullptr;
+  if (buffer_recovery_) {
+    recovery = Json{{"reason", buffer_recovery_->reason},
+                    {"moved_to", buffer_recovery_->moved_to},
+                    {"salvaged", buffer_recovery_->salvaged_rows},
+                    {"unreadable_spans", buffer_recovery_->unreadable_spans}};
+  }
+  return Json{{"pending", pending},
+              {"oldest_age_s", oldest_age_s},
+              {"next_seq", buffer_->next_seq()},
+              {"classes", classes},
+              {"max_bytes", sp.max_bytes},
+              {"file_bytes", sp.file_bytes},
+              {"wal_bytes", sp.wal_bytes},
+              {"wal_high_water_bytes", sp.wal_high_water_bytes},
+              {"reserve_bytes", sp.reserve_bytes},
+              {"reserve_target_bytes", sp.reserve_target_bytes},
+              {"fill", sp.fill},
+              {"disk_low", sp.disk_low},
+              {"disk_free_bytes", sp.disk_free_bytes ? Json(*sp.disk_free_bytes) : Json(nullptr)},
+              {"queued_in_memory", router_->queued()},
+              {"commit_failing", rs.failing},
+              {"last_commit_error", rs.last_error},
+              {"full_alarm_active", rs.alarm_active},
+              {"poll_slowdown", router_->slowdown()},
+              {"clock_trusted", router_->clock_trusted()},
+              {"recovered", recovery}};
 }
 
 Json Gateway::status_json() {
@@ -672,22 +912,23 @@ Json Gateway::status_json() {
   int64_t oldest = 0;
   for (auto cls : kClasses) {
     const storage::ClassStats st = buffer_->stats(cls);
-    const int64_t age = st.oldest_time_us ? std::max<int64_t>(0, now - st.oldest_time_us) / 1000000 : 0;
-    classes[std::string(protocols::class_name(cls))] =
-        Json{{"pending", st.pending}, {"bytes", st.bytes}, {"oldest_age_s", age}};
+    // On the buffer clock: a wall-clock step does not make rows look ancient or new.
+    const int64_t age = buffer_->oldest_age_us(cls) / 1000000;
+    classes[std::string(protocols::class_name(cls))] = Json{
+        {"pending", st.pending}, {"bytes", st.bytes}, {"oldest_age_s", age}, {"dropped", st.evicted}};
     pending += st.pending;
     oldest = std::max(oldest, age);
   }
   Json devices = Json::array();
   int online = 0, offline = 0;
   for (const auto& [id, d] : devices_) {
-    const auto state = d.poller->state();
+    const auto state = d.state();
     online += state == DevicePoller::State::kOnline;
     offline += state == DevicePoller::State::kOffline;
     devices.push_back(Json{{"id", id},
                            {"online", state == DevicePoller::State::kOnline},
                            {"state", state_name(state)},
-                           {"last_error", d.poller->last_error()}});
+                           {"last_error", d.last_error()}});
   }
   Json buses = Json::array();
   for (const auto& [id, bus] : buses_) {
@@ -719,11 +960,14 @@ Json Gateway::status_json() {
                             {"inflight", u.inflight},
                             {"published_events", u.published_events},
                             {"acked_events", u.acked_events},
-                            {"republished_events", u.republished_events}}},
-              {"buffer", Json{{"pending", pending},
-                              {"oldest_age_s", oldest},
-                              {"next_seq", buffer_->next_seq()},
-                              {"classes", classes}}},
+                            {"republished_events", u.republished_events},
+                            {"historical_events", u.historical_events},
+                            {"backlog_events", u.backlog_events},
+                            {"backlog_pending_at_connect", u.backlog_pending_at_connect},
+                            {"backlog_drained_after_ms", u.backlog_drained_after_ms},
+                            {"backlog_window", u.backlog_window},
+                            {"startup_splay_ms", u.startup_splay_ms}}},
+              {"buffer", buffer_status(pending, oldest, classes)},
               {"devices_online", online},
               {"devices_offline", offline},
               {"devices", devices},
@@ -732,6 +976,25 @@ Json Gateway::status_json() {
 }
 
 Json Gateway::device_json(const std::string& id, const Device& d) {
+  if (d.runner) {
+    const SourceRunner& r = *d.runner;
+    const config::DeviceSection& c = r.device();
+    Json bad = Json::object();
+    for (const auto& [kind, n] : r.bad_input()) bad[kind] = n;
+    return Json{{"id", id},
+                {"kind", kind_name(c.kind)},
+                {"driver", c.driver},
+                {"address", !c.host.empty() ? c.host + ":" + std::to_string(c.port)
+                            : !c.bus.empty() ? c.bus
+                                             : c.serial_port},
+                {"door", c.door},
+                {"online", r.state() == DevicePoller::State::kOnline},
+                {"state", state_name(r.state())},
+                {"last_error", r.last_error()},
+                {"events", r.events()},
+                {"last_event_us", r.last_event_us()},
+                {"bad_input", bad}};
+  }
   const DevicePoller& p = *d.poller;
   const config::DeviceSection& c = p.device();
   Json points = Json::array();
@@ -760,6 +1023,7 @@ Json Gateway::device_json(const std::string& id, const Device& d) {
                               {"unavailable", e.unavailable},
                               {"other", e.other}}},
               {"skipped_while_offline", p.skipped_while_offline()},
+              {"skipped_for_backpressure", p.throttled()},
               {"overruns", p.overruns()},
               {"poll_ms_configured", c.poll.count()},
               {"poll_ms_achieved", p.achieved_period().count()},
@@ -804,6 +1068,10 @@ Reply Gateway::read_reply(const Json& args, std::shared_ptr<control::ControlStre
   const std::string name = point->get<std::string>();
   auto it = devices_.find(id);
   if (it == devices_.end()) return Reply::error(ec::kNotFound, "no device '" + id + "'");
+  if (!it->second.poller) {
+    return Reply::error(ec::kBadRequest, "device " + id + " (driver " + it->second.config().driver +
+                                             ") reports events by itself; it has no points to read");
+  }
   const auto& points = it->second.poller->device().points;
   auto p = std::find_if(points.begin(), points.end(),
                         [&](const config::PointSection& s) { return s.spec.name == name; });
@@ -869,7 +1137,10 @@ Reply Gateway::reload() {
 
   // Buses first: a changed line restarts every device on it.
   std::set<std::string> changed_buses;
-  for (const auto& [id, bus] : buses_) {
+  // Plain names, not structured bindings: clang 14 (clang-tidy, the fuzz build) cannot capture
+  // a binding in a lambda.
+  for (const auto& entry : buses_) {
+    const std::string& id = entry.first;
     auto it = std::find_if(next.buses.begin(), next.buses.end(),
                            [&](const config::BusSection& b) { return b.id == id; });
     auto old = std::find_if(config_.buses.begin(), config_.buses.end(),
@@ -886,7 +1157,7 @@ Reply Gateway::reload() {
     if (it == devices_.end()) {
       added.push_back(d.id);
       to_start.push_back(&d);
-    } else if (!same_device(it->second.poller->device(), d) ||
+    } else if (!same_device(it->second.config(), d) ||
                (!d.bus.empty() && changed_buses.count(d.bus))) {
       changed.push_back(d.id);
       to_start.push_back(&d);
@@ -895,7 +1166,8 @@ Reply Gateway::reload() {
     }
   }
   std::vector<std::string> gone;
-  for (const auto& [id, dev] : devices_) {
+  for (const auto& entry : devices_) {
+    const std::string& id = entry.first;
     const bool kept = std::any_of(next.devices.begin(), next.devices.end(),
                                   [&](const config::DeviceSection& d) { return d.id == id; });
     if (!kept) gone.push_back(id);
@@ -911,11 +1183,13 @@ Reply Gateway::reload() {
     metrics_.remove_matching("bus", id);
   }
   for (const config::BusSection& b : next.buses) {
-    if (!buses_.count(b.id)) start_bus(b);
+    if (!buses_.count(b.id) && !owned_by_line_device(next, b.id)) start_bus(b);
   }
-  // Outside devices and buses the new config is equal (checked above) or not yet used (alarms).
+  // Outside devices and buses the new config is equal (checked above) or alarms, which the
+  // monitor takes over live (active alarms stay active).
   config::Config old = std::move(config_);
   config_ = *loaded.config;
+  alarms_->reconfigure(config_);
   for (const config::DeviceSection* d : to_start) {
     const auto& fresh = *std::find_if(config_.devices.begin(), config_.devices.end(),
                                       [&](const config::DeviceSection& x) { return x.id == d->id; });
@@ -932,9 +1206,35 @@ Reply Gateway::reload() {
                              {"unchanged", unchanged}});
 }
 
-int run_gateway(const config::Config& config) {
+// systemd sees the reload begin and end (RELOADING=1, READY=1), refused or not.
+Reply Gateway::reload_notified() {
+  (void)notifier_.reloading();
+  Reply r = reload();
+  (void)notifier_.ready("gateway " + config_.gateway.id + ", " + std::to_string(devices_.size()) +
+                        " devices");
+  return r;
+}
+
+// One keep-alive per half WatchdogSec, sent by a timer of the core loop: a loop that stops
+// turning stops the keep-alives, and systemd restarts the service.
+void Gateway::feed_watchdog() {
+  const auto interval = notifier_.watchdog_interval();
+  if (!interval) return;
+  if (Status s = notifier_.watchdog(); !s) {
+    if (!watchdog_failing_) log::warn("systemd", "watchdog keep-alive: ", s.message());
+    watchdog_failing_ = true;  // once per failure streak, not every keep-alive
+  } else {
+    watchdog_failing_ = false;
+  }
+  watchdog_.expires_after(*interval);
+  watchdog_.async_wait([this](const boost::system::error_code& e) {
+    if (!e) feed_watchdog();
+  });
+}
+
+int run_gateway(const config::Config& config, const RunHooks& hooks) {
   Gateway gateway(config);
-  return gateway.run();
+  return gateway.run(hooks);
 }
 
 }  // namespace gw

@@ -6,14 +6,28 @@
 // come back, which is also what keeps Paho fast. Rows are acked in the buffer on PUBACK, never
 // before. When the connection is lost, every unacked row is released and published again after
 // the next connect, so duplicates are bounded by the publishes in flight (max_inflight batches).
-// Classes drain by priority: alarm, access, status, then telemetry. An event goes out with
-// historical = true when it waited out an outage: it was observed before the current connection
-// came up, and that connection followed a failed or lost one, or the event predates this process.
+// Live first, then the backlog: at each connect the buffer's next seq becomes the boundary.
+// Rows below it are the backlog; they drain by class priority (alarm, access, status, telemetry)
+// through a window of their own — at most backlog_window publishes in flight, a window that
+// grows while PUBACKs come back fast and halves when their latency climbs — so a quarter of
+// max_inflight always stays free for live events. Live events (committed after the connect) of a
+// class go out once that class's backlog has been sent: per device and class, publish order is
+// seq order, always. An event goes out with historical = true when it waited out an outage: it
+// is below the boundary, and the connection followed a failed or lost one, or the event was
+// committed before this process started. Seqs, not clocks, decide: a wall-clock step changes
+// nothing.
+//
+// Reconnects: full-jitter backoff (uniform in [0, min(max, initial * 2^attempt)]), the attempt
+// count reset only once a link stayed up stable_after; the first connect waits a random start-up
+// splay in [0, startup_splay], so gateways restarted together (a campus power cut) spread out.
+// Sessions are clean: after any reconnect, whatever the broker had not acknowledged is
+// published again from the buffer, whether or not the broker kept a session.
 //
 // Threading: Paho calls back on its own threads; each callback only posts to the core executor.
 // All state lives on the core thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -53,6 +67,7 @@ struct UplinkSettings {
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30000};
   std::chrono::seconds stable_after{30};   // a link up this long resets the backoff
+  std::chrono::milliseconds startup_splay{0};  // the first connect waits uniform [0, this]
   std::chrono::seconds health_interval{30};
   // GatewayState fields.
   std::string version;
@@ -69,6 +84,13 @@ struct UplinkStats {
   uint64_t published_events = 0;
   uint64_t acked_events = 0;
   uint64_t republished_events = 0;  // released after a lost connection, to be sent again
+  uint64_t historical_events = 0;   // published with historical = true
+  uint64_t backlog_events = 0;      // published from below the boundary (the backlog lane)
+  uint64_t backlog_pending_at_connect = 0;  // rows in the buffer when the link last came up
+  int64_t backlog_drained_after_ms = -1;    // from that connect until the backlog was all sent
+  double backlog_window = 0;        // the backlog lane's current window (publishes in flight)
+  double backlog_ack_latency_ms = 0;  // smoothed PUBACK latency of backlog publishes
+  int64_t startup_splay_ms = 0;     // the splay the first connect waited
   std::size_t inflight = 0;
   std::string last_error;
 };
@@ -101,6 +123,7 @@ class Uplink {
   struct InFlight {
     std::vector<uint64_t> seqs;
     std::chrono::steady_clock::time_point sent_at{};
+    bool backlog = false;
   };
 
   void connect();
@@ -110,7 +133,10 @@ class Uplink {
   void on_connection_lost(const std::string& why);
   void on_publish_done(uint64_t id, bool ok, const std::string& why);
   void drain();
-  bool publish_batch(campus::gateway::v1::EventClass cls);
+  bool publish_batch(campus::gateway::v1::EventClass cls, bool backlog);
+  bool backlog_open(campus::gateway::v1::EventClass cls);
+  void adapt_backlog_window(std::chrono::microseconds latency);
+  void note_link_down();
   void publish_state(bool online);
   void publish_health();
   void schedule_health();
@@ -134,6 +160,13 @@ class Uplink {
   std::chrono::steady_clock::time_point connected_at_{};
   uint64_t next_publish_id_ = 1;
   std::map<uint64_t, InFlight> inflight_;
+  uint64_t start_seq_ = 0;      // the buffer's next seq when this process started
+  uint64_t boundary_seq_ = 0;   // the buffer's next seq when the current link came up
+  std::array<bool, storage::kClassCount> backlog_done_{};
+  std::size_t backlog_inflight_ = 0;
+  double backlog_window_ = 1;
+  double min_backlog_latency_ms_ = 0;
+  std::chrono::steady_clock::time_point last_window_cut_{};
   UplinkStats stats_;
   AckObserver ack_observer_;
 };

@@ -49,6 +49,11 @@ Statement& Statement::bind_blob(int index, std::string_view bytes) {
   return *this;
 }
 
+Statement& Statement::bind_column(int index, const Statement& from, int col) {
+  sqlite3_bind_value(stmt_, index, sqlite3_column_value(from.stmt_, col));
+  return *this;
+}
+
 Result<bool> Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
@@ -114,6 +119,33 @@ Status SqliteDb::exec(std::string_view sql) {
   const int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &err);
   sqlite3_free(err);
   return sqlite_status(db_, rc, sql);
+}
+
+Result<int64_t> SqliteDb::query_int(std::string_view sql) {
+  Result<Statement> st = prepare(sql);
+  if (!st) return st.status();
+  Result<bool> row = st.value().step();
+  if (!row) return row.status();
+  return *row ? st.value().column_int64(0) : int64_t{0};
+}
+
+Result<std::string> SqliteDb::query_text(std::string_view sql) {
+  Result<Statement> st = prepare(sql);
+  if (!st) return st.status();
+  Result<bool> row = st.value().step();
+  if (!row) return row.status();
+  return *row ? std::string(st.value().column_text(0)) : std::string();
+}
+
+Status SqliteDb::persist_wal(bool on) {
+  int value = on ? 1 : 0;
+  const int rc = sqlite3_file_control(db_, "main", SQLITE_FCNTL_PERSIST_WAL, &value);
+  return sqlite_status(db_, rc, "SQLITE_FCNTL_PERSIST_WAL");
+}
+
+Status SqliteDb::set_chunk_size(int bytes) {
+  const int rc = sqlite3_file_control(db_, "main", SQLITE_FCNTL_CHUNK_SIZE, &bytes);
+  return sqlite_status(db_, rc, "SQLITE_FCNTL_CHUNK_SIZE");
 }
 
 Result<Statement> SqliteDb::prepare(std::string_view sql) {

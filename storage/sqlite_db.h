@@ -28,6 +28,8 @@ class Statement {
   Statement& bind(int index, int64_t value);
   Statement& bind(int index, std::string_view text);
   Statement& bind_blob(int index, std::string_view bytes);
+  // Binds column `col` of the current row of `from`, keeping its type (text stays text).
+  Statement& bind_column(int index, const Statement& from, int col);
   // Runs one step: true when a row is available, false when done.
   Result<bool> step();
   // Runs to completion, ignoring rows, then resets for the next use.
@@ -54,6 +56,21 @@ class SqliteDb {
 
   Status exec(std::string_view sql);
   Result<Statement> prepare(std::string_view sql);
+  // The first column of the first row of `sql` as an integer (PRAGMA page_count, count(*)...);
+  // 0 when there is no row or the value is NULL.
+  Result<int64_t> query_int(std::string_view sql);
+  // The first column of the first row as text ("ok" from PRAGMA quick_check).
+  Result<std::string> query_text(std::string_view sql);
+  // Whether a transaction is open on this connection (SQLite may have rolled one back by
+  // itself after SQLITE_FULL or an I/O error).
+  bool in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
+  void set_busy_timeout(int ms) { sqlite3_busy_timeout(db_, ms); }
+  int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+  // Keeps the -wal file (and its allocated size) when the last connection closes.
+  Status persist_wal(bool on);
+  // Grows the database file in chunks of this many bytes (SQLITE_FCNTL_CHUNK_SIZE), so space
+  // is allocated ahead of need rather than one page at a time.
+  Status set_chunk_size(int bytes);
   sqlite3* handle() const { return db_; }
 
  private:

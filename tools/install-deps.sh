@@ -18,6 +18,8 @@ packages=(
   socat procps python3 tmux
   python3-pymodbus python3-serial-asyncio
   clang libclang-rt-14-dev
+  libpq-dev postgresql-15    # central_consumer's PostgreSQL store (and its test's server)
+  systemd dpkg-dev adduser   # systemd-analyze (unit test), cpack's dpkg-shlibdeps, postinst
 )
 
 missing=()

@@ -186,7 +186,8 @@ void write_contract_files(const ConfigDir& dir) {
   dir.write("secrets/mqtt.pass", "s3cret\n");
   dir.write("tls/ca.pem", "-----BEGIN CERTIFICATE-----\n");
   dir.write("tls/client.pem", "-----BEGIN CERTIFICATE-----\n");
-  dir.write("tls/client.key", "-----BEGIN PRIVATE KEY-----\n");
+  fs::permissions(dir.write("tls/client.key", "-----BEGIN PRIVATE KEY-----\n"),
+                  fs::perms::owner_read | fs::perms::owner_write);
   dir.write("card.key", "0123456789abcdef\n");
 }
 
@@ -658,6 +659,33 @@ mqtt:
   CHECK_THAT(e.message, Contains("cert_file is set but key_file is not"));
 }
 
+TEST_CASE("a client key readable by group or others is refused, naming the file", "[config][errors]") {
+  ConfigDir dir;
+  dir.write("ca.pem", "ca");
+  dir.write("client.pem", "cert");
+  const std::string key = dir.write("client.key", "key");
+  const std::string yaml = R"(gateway: { id: gw-1, site: north, building: lib, data_dir: data }
+mqtt:
+  uri: ssl://broker:8883
+  tls:
+    ca_file: ca.pem
+    cert_file: client.pem
+    key_file: client.key
+)";
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                           fs::perms::others_read);
+  const auto e = single_error(dir.load(yaml));
+  CHECK(e.line == 7);
+  CHECK(e.key_path == "mqtt.tls.key_file");
+  CHECK_THAT(e.message, Contains(key) && Contains("mode 0644") && Contains("chmod 600"));
+
+  fs::permissions(key, fs::perms::owner_read | fs::perms::group_read);  // 0440: still exposed
+  CHECK(single_error(dir.load(yaml)).key_path == "mqtt.tls.key_file");
+
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);  // 0600
+  CHECK(loaded(dir.load(yaml)).mqtt.tls->key_file == key);
+}
+
 TEST_CASE("a password_file that does not exist names the resolved path", "[config][errors]") {
   ConfigDir dir;
   const auto e = single_error(dir.load(kBase + "  password_file: secrets/mqtt.pass\n"));
@@ -813,7 +841,7 @@ devices:
   CHECK(e.key_path == "devices[0].address");
   CHECK(e.message ==
         "'address' does not apply to driver modbus_rtu (it is for modbus_tcp, "
-        "tcp_line, camera_http)");
+        "tcp_line, camera_http, modbus_gate, uhppote)");
 
   const auto baud = single_error(dir.load(kBase + R"(buses: [{ id: b1, port: /dev/ttyS1 }]
 devices:
@@ -1112,4 +1140,300 @@ devices:
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].key_path == "devices[0].points[1].address");
   CHECK(r.errors[0].value == "0xZZ");
+}
+
+TEST_CASE("card readers: idle_timeout, and card formats their framing can carry", "[config]") {
+  ConfigDir dir;
+  const auto ok = dir.load(kBase + R"(devices:
+  - { id: r1, kind: card_reader, driver: tcp_line, address: 127.0.0.1:4001, idle_timeout: 90s }
+  - { id: r2, kind: card_reader, driver: tcp_line, address: 127.0.0.1:4002, idle_timeout: 0s }
+  - { id: r3, kind: card_reader, driver: tcp_line, address: 127.0.0.1:4003 }
+)");
+  const auto& cfg = loaded(ok);
+  CHECK(cfg.devices[0].idle_timeout == std::chrono::seconds(90));
+  CHECK(cfg.devices[1].idle_timeout.count() == 0);
+  CHECK(cfg.devices[2].idle_timeout == std::chrono::minutes(5));
+
+  const auto serial = single_error(dir.load(kBase + R"(devices:
+  - { id: r1, kind: card_reader, driver: serial_line, port: /dev/ttyUSB0, idle_timeout: 1m }
+)"));
+  CHECK(serial.key_path == "devices[0].idle_timeout");
+
+  const auto stx = single_error(dir.load(kBase + R"(devices:
+  - id: r1
+    kind: card_reader
+    driver: serial_line
+    port: /dev/ttyUSB0
+    framing: { type: stx_etx }
+    card_format: wiegand26
+)"));
+  CHECK(stx.key_path == "devices[0].card_format");
+  CHECK(stx.line == 14);
+  CHECK(stx.value == "wiegand26");
+  CHECK_THAT(stx.message, Contains("no Wiegand parity bits"));
+
+  const auto shortframe = single_error(dir.load(kBase + R"(devices:
+  - id: r1
+    kind: card_reader
+    driver: tcp_line
+    address: 127.0.0.1:4001
+    framing: { type: fixed, length: 4 }
+    card_format: wiegand34
+)"));
+  CHECK(shortframe.key_path == "devices[0].card_format");
+  CHECK_THAT(shortframe.message, Contains("at least 5 bytes"));
+}
+
+TEST_CASE("alarm rules: offline, rate limits, grant_window, and errors that name the rule",
+          "[config]") {
+  ConfigDir dir;
+  const std::string devices = R"(devices:
+  - { id: m1, kind: energy_meter, driver: modbus_tcp, address: "h:502", points: [{ name: voltage, address: 1, type: uint16 }, { name: energy_total, address: 2, type: uint32, report: { on_change: true } }] }
+  - { id: r1, kind: card_reader, driver: tcp_line, address: "h:4001", door: north-1 }
+)";
+  const auto good = dir.load(kBase + devices + R"(alarms:
+  - { name: meter-offline, devices: [m1], offline: 2m, severity: minor }
+  - { name: meter-backwards, kind: energy_meter, point: energy_total, rate: { min_delta: 0, window: 1h } }
+  - { name: energy-jump, devices: [m1], point: energy_total, rate: { max_delta: 50, min_delta: -1, window: 15m }, for: 1m }
+  - { name: door-forced, kind: access_gate, forced: true, grant_window: 15s }
+  - { name: door-forced-default, kind: access_gate, forced: true }
+  - { name: voltage-stale, kind: energy_meter, point: voltage, stale: 5m }
+)");
+  const auto& cfg = loaded(good);
+  REQUIRE(cfg.alarms.size() == 6);
+  CHECK(cfg.alarms[0].offline == std::optional<Duration>(2min));
+  CHECK(cfg.alarms[1].rate_min_delta == std::optional<double>(0));
+  CHECK_FALSE(cfg.alarms[1].rate_max_delta);
+  CHECK(cfg.alarms[2].rate_max_delta == std::optional<double>(50));
+  CHECK(cfg.alarms[2].rate_min_delta == std::optional<double>(-1));
+  CHECK(cfg.alarms[2].hold_for == 1min);
+  CHECK(cfg.alarms[3].grant_window == 15s);
+  CHECK(cfg.alarms[4].grant_window == 10s);
+
+  const auto bad = dir.load(kBase + devices + R"(alarms:
+  - { name: r-offline, devices: [r1], offline: 1m, point: voltage }
+  - { name: no-limit, devices: [m1], point: energy_total, rate: { window: 1h } }
+  - { name: upside-down, devices: [m1], point: energy_total, rate: { max_delta: 5, min_delta: 5, window: 1h } }
+  - { name: grant, devices: [m1], point: voltage, high: 250, grant_window: 5s }
+  - { name: cam-on-meter, kind: energy_meter, active_for: { type: tamper, duration: 5s } }
+  - { name: denied-meter, devices: [m1], denied: { count: 3, window: 1m } }
+  - { name: held-reader, devices: [r1], held_open: 30s }
+  - { name: steady-is-stale, devices: [m1], point: energy_total, stale: 5m }
+  - { name: quiet-reader, devices: [r1], stale: 5m }
+  - { name: typo, kind: energy_meter, point: voltag, high: 250 }
+)");
+  INFO(dump(bad));
+  REQUIRE(bad.errors.size() == 10);
+  const auto& e = bad.errors;
+  // Every message says which rule it is about: alarms[7] alone is hard to find in a long file.
+  CHECK(e[0].key_path == "alarms[0].point");
+  CHECK_THAT(e[0].message, StartsWith("alarm rule 'r-offline': point does not apply"));
+  CHECK(e[1].key_path == "alarms[1].rate.max_delta");
+  CHECK_THAT(e[1].message, StartsWith("alarm rule 'no-limit': ") && Contains("min_delta"));
+  CHECK(e[2].key_path == "alarms[2].rate.min_delta");
+  CHECK_THAT(e[2].message, Contains("must be below max_delta (5)"));
+  CHECK(e[3].key_path == "alarms[3].grant_window");
+  CHECK_THAT(e[3].message, Contains("only to forced rules"));
+  CHECK(e[4].key_path == "alarms[4].kind");
+  CHECK_THAT(e[4].message,
+             Contains("'cam-on-meter'") && Contains("active_for watches camera events"));
+  CHECK(e[5].key_path == "alarms[5].devices[0]");
+  CHECK_THAT(e[5].message, Contains("device 'm1' (energy_meter): denied watches DENIED"));
+  CHECK(e[6].key_path == "alarms[6].devices[0]");
+  CHECK_THAT(e[6].message, Contains("held_open watches a door_open reading"));
+  CHECK(e[7].key_path == "alarms[7].devices[0]");
+  CHECK_THAT(e[7].message, Contains("reports point 'energy_total' only on change") &&
+                               Contains("report.max_interval below 5m"));
+  CHECK(e[8].key_path == "alarms[8].devices[0]");
+  CHECK_THAT(e[8].message, Contains("use offline: instead"));
+  CHECK(e[9].key_path == "alarms[9].point");
+  CHECK_THAT(e[9].message, StartsWith("alarm rule 'typo': no energy_meter device has a point"));
+  CHECK_THAT(e[9].to_string(), Contains("gw.yaml:21: alarms[9].point: alarm rule 'typo'"));
+}
+
+TEST_CASE("gate controllers: register layout, serial number and listener", "[config]") {
+  ConfigDir dir;
+  const auto ok = dir.load(kBase + R"(devices:
+  - id: g1
+    kind: access_gate
+    driver: modbus_gate
+    address: 127.0.0.1:5020
+    unit_id: 3
+    poll: 500ms
+    registers: { status: 0x10, log: 200 }
+    log_size: 100
+    door: north-gate-1
+  - id: g2
+    kind: access_gate
+    driver: uhppote
+    address: 10.0.3.60:60000
+    serial_number: 405419896
+    listen: 0.0.0.0:60001
+  - { id: g3, kind: access_gate, driver: modbus_gate, address: 127.0.0.1:502 }
+)");
+  const auto& cfg = loaded(ok);
+  REQUIRE(cfg.devices.size() == 3);
+  const auto& m = cfg.devices[0];
+  CHECK(m.unit_id == 3);
+  CHECK(m.status_base == 16);
+  CHECK(m.log_base == 200);
+  CHECK(m.log_size == 100);
+  CHECK(m.port == 5020);
+  const auto& u = cfg.devices[1];
+  CHECK(u.serial_number == 405419896u);
+  CHECK(u.listen_host == "0.0.0.0");
+  CHECK(u.listen_port == 60001);
+  CHECK(u.port == 60000);
+  const auto& defaults = cfg.devices[2];  // the layout of drivers/gate/modbus_gate_source.h
+  CHECK(defaults.status_base == 0);
+  CHECK(defaults.log_base == 100);
+  CHECK(defaults.log_size == 64);
+
+  const auto bad = dir.load(kBase + R"(devices:
+  - id: g1
+    kind: access_gate
+    driver: modbus_gate
+    address: 127.0.0.1:502
+    registers: { status: 0, log: 65000, stats: 3 }
+    log_size: 100
+  - { id: g2, kind: access_gate, driver: modbus_gate, address: h:1, registers: { status: 100 } }
+  - { id: g3, kind: access_gate, driver: modbus_gate, address: h:1, log_size: 0 }
+  - { id: g4, kind: access_gate, driver: uhppote, address: h:60000 }
+  - { id: g5, kind: access_gate, driver: uhppote, address: h:1, serial_number: 4294967296 }
+  - { id: g6, kind: access_gate, driver: uhppote, address: h:1, serial_number: 1, listen: gw.local:60001 }
+  - { id: g7, kind: access_gate, driver: uhppote, address: h:1, serial_number: 1, registers: { log: 1 } }
+)");
+  INFO(dump(bad));
+  REQUIRE(bad.errors.size() == 8);
+  const auto& e = bad.errors;
+  CHECK(e[0].key_path == "devices[0].registers.stats");
+  CHECK(e[1].key_path == "devices[0].registers.log");
+  CHECK(e[1].line == 13);
+  CHECK_THAT(e[1].message, Contains("runs past register 65535"));
+  CHECK(e[2].key_path == "devices[1].registers");
+  CHECK_THAT(e[2].message, Contains("status block (100..107) overlaps the log window (100..611)"));
+  CHECK(e[3].key_path == "devices[2].log_size");
+  CHECK_THAT(e[3].message, Contains("1..8000"));
+  CHECK(e[4].key_path == "devices[3].serial_number");
+  CHECK_THAT(e[4].message, Contains("serial number"));
+  CHECK(e[5].key_path == "devices[4].serial_number");
+  CHECK(e[5].value == "4294967296");
+  CHECK(e[6].key_path == "devices[5].listen");
+  CHECK_THAT(e[6].message, Contains("IP address"));
+  CHECK(e[7].key_path == "devices[6].registers");
+  CHECK_THAT(e[7].message, Contains("does not apply to driver uhppote") && Contains("modbus_gate"));
+}
+
+TEST_CASE("cameras: push and stream modes, their keys, defaults and mistakes", "[config]") {
+  ConfigDir dir;
+  dir.write("cam.pass", "s3cret\n");
+  const auto ok = dir.load(kBase + R"(devices:
+  - id: cam-gate
+    kind: camera
+    driver: camera_http
+    mode: stream
+    vendor: hikvision
+    address: 10.0.3.30:80
+    username: gateway
+    password_file: cam.pass
+    heartbeat: 10s
+  - id: cam-lobby
+    kind: camera
+    driver: camera_http
+    mode: stream
+    vendor: dahua
+    address: 10.0.3.31:80
+    username: admin
+    password_file: cam.pass
+    auth: basic
+    heartbeat: 5s
+    heartbeat_timeout: 12s
+    inactive_after: 0s
+    path: /cgi-bin/eventManager.cgi?action=attach&codes=[VideoMotion]
+  - id: cam-park
+    kind: camera
+    driver: camera_http
+    mode: push
+    listen: 0.0.0.0:8090
+    path: /alarm
+    allow_from: [10.0.3.32]
+    max_body: 8MiB
+    max_connections: 4
+    heartbeat_timeout: 5m
+    timeout: 20s
+)");
+  const auto& cfg = loaded(ok);
+  REQUIRE(cfg.devices.size() == 3);
+  const auto& hik = cfg.devices[0];
+  REQUIRE(hik.camera);
+  CHECK(hik.camera->mode == "stream");
+  CHECK(hik.host == "10.0.3.30");
+  CHECK(hik.port == 80);
+  CHECK(hik.camera->username == "gateway");
+  CHECK(hik.camera->password_file == dir.path("cam.pass"));
+  CHECK(hik.camera->auth == "digest");
+  CHECK(hik.camera->heartbeat == 10s);
+  CHECK_FALSE(hik.camera->heartbeat_timeout);  // the registry makes it 3 x heartbeat
+  CHECK_FALSE(hik.camera->inactive_after);     // ... and 5s for hikvision
+  CHECK(hik.timeout == 10s);                   // cameras are not polled: their own default
+  const auto& dahua = cfg.devices[1];
+  CHECK(dahua.camera->vendor == "dahua");
+  CHECK(dahua.camera->auth == "basic");
+  CHECK(dahua.camera->heartbeat_timeout == 12s);
+  CHECK(dahua.camera->inactive_after == 0s);
+  CHECK(dahua.camera->path == "/cgi-bin/eventManager.cgi?action=attach&codes=[VideoMotion]");
+  const auto& push = cfg.devices[2];
+  CHECK(push.camera->mode == "push");
+  CHECK(push.listen_host == "0.0.0.0");
+  CHECK(push.listen_port == 8090);
+  CHECK(push.camera->path == "/alarm");
+  CHECK(push.camera->allow_from == std::vector<std::string>{"10.0.3.32"});
+  CHECK(push.camera->max_body == 8u << 20);
+  CHECK(push.camera->max_connections == 4);
+  CHECK(push.camera->heartbeat_timeout == 5min);
+  CHECK(push.timeout == 20s);  // longer than the 5s default poll: fine for a camera
+
+  const auto bad = dir.load(kBase + R"(devices:
+  - { id: c1, kind: camera, driver: camera_http, address: 10.0.0.1:80 }
+  - { id: c2, kind: camera, driver: camera_http, mode: pull, address: 10.0.0.1:80 }
+  - { id: c3, kind: camera, driver: camera_http, mode: stream }
+  - { id: c4, kind: camera, driver: camera_http, mode: push, address: 10.0.0.1:80 }
+  - { id: c5, kind: camera, driver: camera_http, mode: push, listen: cams.local:8090 }
+  - { id: c6, kind: camera, driver: camera_http, mode: stream, address: h:80, password: x }
+  - { id: c7, kind: camera, driver: camera_http, mode: stream, address: h:80, password_file: nope.pass }
+  - { id: c8, kind: camera, driver: camera_http, mode: stream, address: h:80, heartbeat: 10s, heartbeat_timeout: 5s }
+  - { id: c9, kind: camera, driver: camera_http, mode: push, listen: 0.0.0.0:1, allow_from: [cam-9], max_body: 1KiB }
+  - { id: c10, kind: camera, driver: camera_http, mode: stream, address: h:80, vendor: axis, path: alerts }
+)");
+  INFO(dump(bad));
+  REQUIRE(bad.errors.size() == 14);
+  const auto& e = bad.errors;
+  CHECK(e[0].key_path == "devices[0].mode");
+  CHECK_THAT(e[0].message, Contains("required key 'mode'") && Contains("push (the camera posts"));
+  CHECK(e[1].key_path == "devices[1].mode");
+  CHECK_THAT(e[1].message, Contains("must be one of: push, stream"));
+  CHECK(e[2].key_path == "devices[2].address");
+  CHECK_THAT(e[2].message, Contains("required key 'address'"));
+  CHECK(e[3].key_path == "devices[3].address");
+  CHECK_THAT(e[3].message, Contains("applies to mode: stream only"));
+  CHECK(e[4].key_path == "devices[3].listen");
+  CHECK_THAT(e[4].message, Contains("required key 'listen'"));
+  CHECK(e[5].key_path == "devices[4].listen");
+  CHECK_THAT(e[5].message, Contains("IP address of this machine"));
+  CHECK(e[6].key_path == "devices[5].password");
+  CHECK_THAT(e[6].message, Contains("never goes in this file") && Contains("password_file:"));
+  CHECK(e[7].key_path == "devices[6].password_file");
+  CHECK_THAT(e[7].message, Contains("needs username: too"));
+  CHECK(e[8].key_path == "devices[6].password_file");
+  CHECK_THAT(e[8].message, Contains("cannot read " + dir.path("nope.pass")));
+  CHECK(e[9].key_path == "devices[7].heartbeat_timeout");
+  CHECK_THAT(e[9].message, Contains("must be longer than heartbeat (10s)"));
+  CHECK(e[10].key_path == "devices[8].allow_from[0]");
+  CHECK(e[10].value == "cam-9");
+  CHECK(e[11].key_path == "devices[8].max_body");
+  CHECK_THAT(e[11].message, Contains("from 64KiB to 256MiB"));
+  CHECK(e[12].key_path == "devices[9].vendor");
+  CHECK_THAT(e[12].message, Contains("hikvision, dahua"));
+  CHECK(e[13].key_path == "devices[9].path");
+  CHECK_THAT(e[13].message, Contains("must start with '/'"));
 }

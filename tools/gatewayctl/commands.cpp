@@ -304,6 +304,29 @@ int cmd_reload(Session& s) {
   return kExitOk;
 }
 
+int cmd_alarms(Session& s) {
+  std::size_t recent = 10;
+  if (auto n = s.inv.get("--recent")) {
+    char* end = nullptr;
+    const long v = std::strtol(n->c_str(), &end, 10);
+    if (end != n->c_str() + n->size() || n->empty() || v < 0 || v > 50) {
+      return s.fail(kExitFailure, "--recent must be 0..50 (got '" + *n + "')");
+    }
+    recent = static_cast<std::size_t>(v);
+  }
+  int exit = kExitOk;
+  auto client = connect_daemon(s, &exit);
+  if (!client) return exit;
+  auto result = call(s, *client, "alarms", Json::object(), &exit);
+  if (!result) return exit;
+  if (s.json()) {
+    print_json(s, *result);
+  } else {
+    s.out() << alarms_screen(*result, now_us(s.ctx), s.style, recent, s.ctx.width);
+  }
+  return kExitOk;
+}
+
 // tail and trace: the request, then items until the end, the connection closes or Ctrl-C.
 int stream(Session& s, std::string_view cmd, const Json& args, bool show_credentials) {
   int exit = kExitOk;
@@ -594,6 +617,7 @@ int dispatch(Session& s) {
   if (n == "buffer") return cmd_buffer(s);
   if (n == "buffer export") return cmd_buffer_export(s);
   if (n == "reload") return cmd_reload(s);
+  if (n == "alarms") return cmd_alarms(s);
   if (n == "check-config") return run_check_config(s.inv.args[0], s.out(), s.err());
   if (n == "probe") return cmd_probe(s);
   if (n == "bundle") return cmd_bundle(s);

@@ -716,6 +716,70 @@ std::string read_result_line(const Json& r, const Style& style) {
   return out;
 }
 
+namespace {
+
+int severity_rank(const std::string& s) {
+  return s == "critical" ? 0 : s == "major" ? 1 : s == "minor" ? 2 : s == "info" ? 3 : 4;
+}
+
+std::string severity_text(const std::string& s, const Style& style) {
+  if (s == "critical") return style.bold(style.red(s));
+  if (s == "major") return style.red(s);
+  if (s == "minor") return style.yellow(s);
+  return or_dash(s);
+}
+
+}  // namespace
+
+std::string alarms_screen(const Json& r, int64_t now_us, const Style& style, std::size_t recent,
+                          std::size_t max_width) {
+  const int64_t rules = get_int(r, "rules");
+  if (rules == 0) return "no alarm rules configured (alarms: in the config)\n";
+  std::vector<Json> active;
+  if (const Json& a = field(r, "active"); a.is_array()) active.assign(a.begin(), a.end());
+  std::stable_sort(active.begin(), active.end(), [](const Json& x, const Json& y) {
+    const int rx = severity_rank(get_string(x, "severity"));
+    const int ry = severity_rank(get_string(y, "severity"));
+    if (rx != ry) return rx < ry;
+    return get_int(x, "raised_at_us") < get_int(y, "raised_at_us");
+  });
+  std::string out = active.empty() ? "no alarms active"
+                                   : plural(active.size(), "alarm", "alarms") + " active";
+  out += " (" + plural(static_cast<uint64_t>(std::max<int64_t>(0, rules)), "rule", "rules") + ")\n";
+  if (!active.empty()) {
+    Table t;
+    t.headers = {"SEVERITY", "RULE", "DEVICE", "POINT", "VALUE", "THRESHOLD", "SINCE"};
+    t.right_align = {false, false, false, false, true, true, false};
+    for (const Json& a : active) {
+      const int64_t at = get_int(a, "raised_at_us");
+      t.rows.push_back({severity_text(get_string(a, "severity"), style), get_string(a, "rule"),
+                        or_dash(get_string(a, "device")), or_dash(get_string(a, "point")),
+                        reading_text(field(a, "value")), reading_text(field(a, "threshold")),
+                        at > 0 ? format_clock(at, now_us) + " (" +
+                                     format_age(std::max<int64_t>(0, now_us - at) / 1000000) + ")"
+                               : std::string("-")});
+    }
+    out += render_table(t, max_width);
+  }
+  const Json& transitions = field(r, "recent");
+  if (recent == 0 || !transitions.is_array() || transitions.empty()) return out;
+  Table t;
+  t.headers = {"TIME", "SEQ", "EVENT", "SEVERITY", "RULE", "DEVICE", "POINT", "VALUE", "THRESHOLD"};
+  t.right_align = {false, true, false, false, false, false, false, true, true};
+  for (const Json& e : transitions) {
+    if (t.rows.size() >= recent) break;
+    const bool raised = get_bool(e, "active");
+    t.rows.push_back({format_clock(get_int(e, "at_us"), now_us, true),
+                      std::to_string(get_int(e, "seq")),
+                      raised ? style.red("raised") : style.green("cleared"),
+                      severity_text(get_string(e, "severity"), style), get_string(e, "rule"),
+                      or_dash(get_string(e, "device")), or_dash(get_string(e, "point")),
+                      reading_text(field(e, "value")), reading_text(field(e, "threshold"))});
+  }
+  out += "\n" + style.bold("Recent transitions") + " (newest first)\n" + render_table(t, max_width);
+  return out;
+}
+
 std::string reload_summary(const Json& r) {
   auto list = [&](std::string_view key, std::string_view verb) {
     const Json& ids = field(r, key);

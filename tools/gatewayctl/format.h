@@ -90,6 +90,9 @@ std::string trace_line(const Json& item, const Style& style);
 std::string spaced_hex(std::string_view hex);
 
 std::string read_result_line(const Json& result, const Style& style);
+// `alarms`: the active alarms (most severe first) and up to `recent` transitions, newest first.
+std::string alarms_screen(const Json& result, int64_t now_us, const Style& style,
+                          std::size_t recent, std::size_t max_width = 0);
 std::string reload_summary(const Json& result);
 
 }  // namespace gw::ctl

@@ -92,8 +92,10 @@ std::vector<CommandSpec> make_table() {
           "Streams the raw frames gatewayd exchanges with one device: time, tx (sent to the "
           "device) or rx (received from it), the bytes in hex, and gatewayd's note on the frame "
           "(what it asked for, the values it decoded from the answer, or what was wrong with "
-          "it). Works for Modbus TCP, Modbus RTU and DL/T 645 devices. On a shared RS-485 bus "
-          "only this device's exchanges are shown. Runs until Ctrl-C.",
+          "it). Works for Modbus TCP, Modbus RTU and DL/T 645 devices, card readers, gates and "
+          "cameras. On a shared RS-485 bus only this device's exchanges are shown. Card readers' "
+          "and gates' bytes carry card numbers: they are hidden unless privacy.card_id is raw "
+          "and --show-credentials is given. Runs until Ctrl-C.",
       .options = {kShowCredentials,
                   {"--json", "", "one JSON line per frame, gatewayd's item as sent",
                    Complete::kNone}},
@@ -171,6 +173,23 @@ std::vector<CommandSpec> make_table() {
           "restart the service for it.",
       .options = {kJson},
       .examples = {"gatewayctl check-config /etc/gatewayd/gatewayd.yaml && gatewayctl reload"},
+      .uses_daemon = true,
+  });
+  t.push_back({
+      .name = "alarms",
+      .synopsis = "",
+      .positional = {},
+      .summary = "active alarms, and the alarms raised and cleared lately",
+      .description =
+          "Lists the alarms the gateway's rules (alarms: in the config) hold active now - "
+          "severity, rule, device, point, the value that raised it, the threshold and since "
+          "when - most severe first, then the recent transitions (raised or cleared, newest "
+          "first, with the seq of the alarm event the central receives). Alarms are evaluated "
+          "at the gateway, so this is right even while the broker is unreachable.",
+      .options = {{"--recent", "N", "how many recent transitions to show (default 10, at most 50)",
+                   Complete::kNone},
+                  kJson},
+      .examples = {"gatewayctl alarms", "gatewayctl alarms --json | jq '.active[].rule'"},
       .uses_daemon = true,
   });
   t.push_back({

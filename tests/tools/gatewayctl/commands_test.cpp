@@ -289,6 +289,55 @@ TEST_CASE("reload: what changed") {
         "reloaded: 1 added (meter-b1-13), 0 removed, 1 changed (meter-b1-01), 11 unchanged\n");
 }
 
+TEST_CASE("alarms: active ones most severe first, then the recent transitions") {
+  testing::use_utc();
+  FakeDaemon d;
+  const Json result = {
+      {"rules", 7},
+      {"active",
+       {{{"rule", "over-voltage"}, {"severity", "major"}, {"device", "meter-b1-01"},
+         {"subject", ""}, {"point", "voltage_l1"}, {"value", 262.5}, {"threshold", 250},
+         {"raised_at_us", testing::at(3, 12)}, {"since_us", testing::at(3, 11, 50)}},
+        {{"rule", "door-forced"}, {"severity", "critical"}, {"device", "gate-n1"},
+         {"subject", ""}, {"point", "door_open"}, {"value", 1}, {"threshold", 10},
+         {"raised_at_us", testing::at(3, 20)}, {"since_us", testing::at(3, 20)}}}},
+      {"recent",
+       {{{"at_us", testing::at(3, 20, 2)}, {"seq", 1207}, {"rule", "door-forced"},
+         {"severity", "critical"}, {"device", "gate-n1"}, {"point", "door_open"}, {"value", 1},
+         {"threshold", 10}, {"active", true}},
+        {{"at_us", testing::at(3, 15, 40)}, {"seq", 1190}, {"rule", "denied-burst"},
+         {"severity", "minor"}, {"device", "reader-n1"}, {"point", "north-gate-1"},
+         {"value", 0}, {"threshold", 5}, {"active", false}}}}};
+  d.answer("alarms", result);
+  Ran r = run_at(d, {"alarms"});
+  CHECK(r.rc == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out ==
+        "2 alarms active (7 rules)\n"
+        "SEVERITY  RULE          DEVICE       POINT       VALUE  THRESHOLD  SINCE\n"
+        "critical  door-forced   gate-n1      door_open       1         10  03:20 (6m)\n"
+        "major     over-voltage  meter-b1-01  voltage_l1  262.5        250  03:12 (14m)\n"
+        "\n"
+        "Recent transitions (newest first)\n"
+        "TIME       SEQ  EVENT    SEVERITY  RULE          DEVICE     POINT         VALUE  THRESHOLD\n"
+        "03:20:02  1207  raised   critical  door-forced   gate-n1    door_open         1         10\n"
+        "03:15:40  1190  cleared  minor     denied-burst  reader-n1  north-gate-1      0          5\n");
+  CHECK(d.requests().at(0).dump() == R"({"v":1,"id":1,"cmd":"alarms","args":{}})");
+
+  Ran one = run_at(d, {"alarms", "--recent", "1"});
+  CHECK(one.out.find("1207") != std::string::npos);
+  CHECK(one.out.find("1190") == std::string::npos);
+  Ran json = run_at(d, {"alarms", "--json"});
+  CHECK(Json::parse(json.out) == result);
+  Ran bad = run_at(d, {"alarms", "--recent", "x"});
+  CHECK(bad.rc == 1);
+  CHECK(bad.err == "gatewayctl: alarms: --recent must be 0..50 (got 'x')\n");
+
+  FakeDaemon none;
+  none.answer("alarms", Json{{"rules", 0}, {"active", Json::array()}, {"recent", Json::array()}});
+  CHECK(run_at(none, {"alarms"}).out == "no alarm rules configured (alarms: in the config)\n");
+}
+
 TEST_CASE("buffer through the daemon: counts per class and the oldest events") {
   testing::use_utc();
   FakeDaemon d;

@@ -122,7 +122,9 @@ TEST_CASE("buffer --data-dir reads the file offline, in the old layout") {
   CHECK(j.rc == 0);
   CHECK_THAT(j.out,
              Catch::StartsWith("{\"path\":\"" + dir.file("data") +
-                               "/buffer.db\",\"schema_version\":1,\"next_seq\":4,\"pending\":3,"
+                               "/buffer.db\",\"schema_version\":" +
+                               std::to_string(storage::EventBuffer::kSchemaVersion) +
+                               ",\"next_seq\":4,\"pending\":3,"
                                "\"classes\":{\"access\":{\"pending\":1,"));
   Ran none = run_ctl({"buffer", "--data-dir", dir.file("nothing")});
   CHECK(none.rc == 69);
