@@ -1153,6 +1153,7 @@ class Loader {
     MapReader cr(c_, *classes, "buffer.classes", true, r.key_line("classes"));
     if (!cr.ok()) return;
     std::vector<std::string_view> names;
+    names.reserve(kClasses.size());
     for (const auto& [name, cls] : kClasses) names.push_back(name);
     cr.check_keys(names);
     for (const auto& [name, cls] : kClasses) {

@@ -70,13 +70,13 @@ void DevicePoller::on_tick() {
     achieved_ = achieved_.count() == 0 ? gap : (achieved_ * 7 + gap) / 8;
   }
   last_start_ = now;
-  driver_->poll([this](drivers::PollResult r) {
+  driver_->poll([this](const drivers::PollResult& r) {
     outstanding_ = false;
-    if (!stopped_) on_result(std::move(r));
+    if (!stopped_) on_result(r);
   });
 }
 
-void DevicePoller::on_result(drivers::PollResult result) {
+void DevicePoller::on_result(const drivers::PollResult& result) {
   ++polls_;
   if (poll_observer_) poll_observer_(device_.id, result);
   last_latency_ = result.latency;

@@ -70,7 +70,7 @@ class DevicePoller {
  private:
   void arm();
   void on_tick();
-  void on_result(drivers::PollResult result);
+  void on_result(const drivers::PollResult& result);
   void emit_status(bool online, const std::string& error, int64_t at_us);
 
   const config::DeviceSection device_;

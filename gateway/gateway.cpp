@@ -1082,7 +1082,8 @@ Reply Gateway::read_reply(const Json& args, std::shared_ptr<control::ControlStre
   }
   const std::size_t index = static_cast<std::size_t>(p - points.begin());
   const std::string unit = p->spec.unit;
-  it->second.poller->read_now([stream, id, name, unit, index](drivers::PollResult r) {
+  it->second.poller->read_now([stream = std::move(stream), id, name, unit,
+                               index](const drivers::PollResult& r) {
     Json item{{"device", id},     {"point", name},     {"value", nullptr},
               {"unit", unit},     {"good", false},     {"error", ""},
               {"latency_ms", r.latency.count() / 1000.0}};

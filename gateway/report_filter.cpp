@@ -19,10 +19,9 @@ std::vector<drivers::PointReading> ReportFilter::select(
       due = true;  // first reading, or quality changed
     } else if (!r.good) {
       due = policy.max_interval && now - last.at >= *policy.max_interval;
-    } else if (!policy.on_change) {
-      due = true;
     } else {
-      due = std::fabs(r.value - last.value) > policy.deadband ||
+      // A good reading: every one, or with on_change only past the deadband or max_interval.
+      due = !policy.on_change || std::fabs(r.value - last.value) > policy.deadband ||
             (policy.max_interval && now - last.at >= *policy.max_interval);
     }
     if (!due) continue;

@@ -42,6 +42,7 @@ std::string describe_failure(const mqtt::token& tok) {
 std::mutex g_trace_mutex;
 std::function<void(std::string_view)> g_trace_sink;
 
+// NOLINTNEXTLINE(readability-non-const-parameter): MQTTAsync_traceCallback's type says char*
 void on_paho_trace(enum MQTTASYNC_TRACE_LEVELS /*level*/, char* message) {
   std::lock_guard<std::mutex> lock(g_trace_mutex);
   if (g_trace_sink && message) g_trace_sink(message);

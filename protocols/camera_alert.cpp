@@ -415,8 +415,8 @@ Result<std::vector<Alert>> parse_body(std::string_view body) {
   return parse_dahua(body);
 }
 
-std::optional<int64_t> parse_iso8601_us(std::string_view s) {
-  s = trim(s);
+std::optional<int64_t> parse_iso8601_us(std::string_view text) {
+  const std::string_view s = trim(text);
   auto num = [&](std::size_t at, std::size_t n, int& out) {
     if (at + n > s.size()) return false;
     out = 0;
@@ -523,7 +523,7 @@ uint64_t non_blank(std::string_view s) {
 }
 }  // namespace
 
-MultipartSplitter::MultipartSplitter(std::string boundary, SplitterLimits limits)
+MultipartSplitter::MultipartSplitter(std::string_view boundary, SplitterLimits limits)
     : limits_(limits) {
   std::string_view b = trim(boundary);
   while (!b.empty() && b.front() == '-') b.remove_prefix(1);

@@ -118,7 +118,7 @@ struct SplitterStats {
 // arrive, never buffered.
 class MultipartSplitter {
  public:
-  explicit MultipartSplitter(std::string boundary, SplitterLimits limits = {});
+  explicit MultipartSplitter(std::string_view boundary, SplitterLimits limits = {});
 
   // Appends every part completed by `bytes` to `out`.
   void feed(std::string_view bytes, std::vector<Part>& out);

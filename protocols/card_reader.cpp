@@ -434,10 +434,10 @@ void FrameSplitter::flush_skipped(const Sink& sink) {
 
 // ---- card ids ----
 
-Decoded decode_wiegand(uint64_t bits, int n) {
-  if (n != 26 && n != 34) return reject("format", "unsupported Wiegand length");
-  const std::string name = "wiegand" + std::to_string(n);
-  const int half = n / 2;  // each parity bit covers itself and half - 1 data bits
+Decoded decode_wiegand(uint64_t bits, int bit_count) {
+  if (bit_count != 26 && bit_count != 34) return reject("format", "unsupported Wiegand length");
+  const std::string name = "wiegand" + std::to_string(bit_count);
+  const int half = bit_count / 2;  // each parity bit covers itself and half - 1 data bits
   const uint64_t mask = (uint64_t{1} << half) - 1;
   const uint64_t first = (bits >> half) & mask;  // leading even parity bit + first data bits
   const uint64_t second = bits & mask;           // last data bits + trailing odd parity bit
@@ -447,9 +447,9 @@ Decoded decode_wiegand(uint64_t bits, int n) {
   }
   if (std::popcount(second) % 2 != 1) {
     return reject("parity", name + ": trailing odd parity bit does not match bits " +
-                                std::to_string(half + 1) + "-" + std::to_string(n - 1));
+                                std::to_string(half + 1) + "-" + std::to_string(bit_count - 1));
   }
-  const uint64_t data = (bits >> 1) & ((uint64_t{1} << (n - 2)) - 1);
+  const uint64_t data = (bits >> 1) & ((uint64_t{1} << (bit_count - 2)) - 1);
   const uint64_t facility = data >> 16;
   const uint64_t card = data & 0xFFFF;
   return accept(std::to_string(facility) + ":" + std::to_string(card));

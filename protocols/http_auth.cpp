@@ -110,17 +110,23 @@ std::string Challenge::param(const std::string& name) const {
   return it == params.end() ? std::string() : it->second;
 }
 
-std::vector<Challenge> parse_challenges(std::string_view s) {
+std::vector<Challenge> parse_challenges(std::string_view header_value) {
   std::vector<Challenge> out;
   std::size_t pos = 0;
-  while (pos < s.size()) {
-    while (pos < s.size() && (is_space(s[pos]) || s[pos] == ',')) ++pos;
-    if (pos >= s.size()) break;
+  while (pos < header_value.size()) {
+    while (pos < header_value.size() &&
+           (is_space(header_value[pos]) || header_value[pos] == ',')) {
+      ++pos;
+    }
+    if (pos >= header_value.size()) break;
     std::size_t end = pos;
-    while (end < s.size() && !is_space(s[end]) && s[end] != ',') ++end;
+    while (end < header_value.size() && !is_space(header_value[end]) &&
+           header_value[end] != ',') {
+      ++end;
+    }
     Challenge c;
-    c.scheme = lower(s.substr(pos, end - pos));
-    const std::size_t next = read_params(s, end, c.params);
+    c.scheme = lower(header_value.substr(pos, end - pos));
+    const std::size_t next = read_params(header_value, end, c.params);
     out.push_back(std::move(c));
     if (next <= pos) break;  // cannot happen (end > pos); guards against a loop regardless
     pos = next;

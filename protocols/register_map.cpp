@@ -149,8 +149,8 @@ double decode_bit(const PointSpec& point, bool bit) {
 std::optional<RegisterTable> parse_register_table(std::string_view t) { return lookup(kTables, t); }
 std::optional<ValueType> parse_value_type(std::string_view t) { return lookup(kTypes, t); }
 std::optional<WordOrder> parse_word_order(std::string_view t) { return lookup(kOrders, t); }
-std::string_view to_string(RegisterTable v) { return name_of(kTables, v); }
-std::string_view to_string(ValueType v) { return name_of(kTypes, v); }
-std::string_view to_string(WordOrder v) { return name_of(kOrders, v); }
+std::string_view to_string(RegisterTable table) { return name_of(kTables, table); }
+std::string_view to_string(ValueType type) { return name_of(kTypes, type); }
+std::string_view to_string(WordOrder order) { return name_of(kOrders, order); }
 
 }  // namespace gw::protocols

@@ -16,8 +16,8 @@ std::string events_topic(const TopicRoot& root, v1::EventClass event_class) {
 std::string state_topic(const TopicRoot& root) { return base(root) + "/state"; }
 std::string health_topic(const TopicRoot& root) { return base(root) + "/health"; }
 
-std::string_view class_name(v1::EventClass c) {
-  switch (c) {
+std::string_view class_name(v1::EventClass event_class) {
+  switch (event_class) {
     case v1::ACCESS: return "access";
     case v1::ALARM: return "alarm";
     case v1::TELEMETRY: return "telemetry";

@@ -318,15 +318,15 @@ Result<Request> decode_request(std::span<const uint8_t> packet) {
 
 // ---- BCD date and time ----
 
-Result<std::optional<DateTime>> decode_datetime(std::span<const uint8_t> b) {
-  if (b.size() < 7) return gw::Status::protocol("date and time needs 7 bytes");
+Result<std::optional<DateTime>> decode_datetime(std::span<const uint8_t> seven) {
+  if (seven.size() < 7) return gw::Status::protocol("date and time needs 7 bytes");
   bool zero_tail = true;
-  for (std::size_t i = 1; i < 7; ++i) zero_tail = zero_tail && b[i] == 0;
+  for (std::size_t i = 1; i < 7; ++i) zero_tail = zero_tail && seven[i] == 0;
   // types/datetime.go: all zero = no record; 0x20 then zeros = an uninitialised controller.
-  if (zero_tail && (b[0] == 0 || b[0] == 0x20)) return std::optional<DateTime>();
+  if (zero_tail && (seven[0] == 0 || seven[0] == 0x20)) return std::optional<DateTime>();
   int v[7];
   for (std::size_t i = 0; i < 7; ++i) {
-    auto d = bcd_byte(b[i]);
+    auto d = bcd_byte(seven[i]);
     if (!d) return d.status();
     v[i] = *d;
   }
@@ -337,14 +337,14 @@ Result<std::optional<DateTime>> decode_datetime(std::span<const uint8_t> b) {
   return std::optional<DateTime>(t);
 }
 
-void encode_datetime(const DateTime& t, std::span<uint8_t> b) {
-  b[0] = to_bcd(t.year / 100);
-  b[1] = to_bcd(t.year % 100);
-  b[2] = to_bcd(t.month);
-  b[3] = to_bcd(t.day);
-  b[4] = to_bcd(t.hour);
-  b[5] = to_bcd(t.minute);
-  b[6] = to_bcd(t.second);
+void encode_datetime(const DateTime& t, std::span<uint8_t> seven) {
+  seven[0] = to_bcd(t.year / 100);
+  seven[1] = to_bcd(t.year % 100);
+  seven[2] = to_bcd(t.month);
+  seven[3] = to_bcd(t.day);
+  seven[4] = to_bcd(t.hour);
+  seven[5] = to_bcd(t.minute);
+  seven[6] = to_bcd(t.second);
 }
 
 std::string reason_text(uint8_t reason) {

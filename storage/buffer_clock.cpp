@@ -1,9 +1,9 @@
 #include "storage/buffer_clock.h"
 
 #include <sys/timex.h>
-#include <time.h>
 
 #include <algorithm>
+#include <ctime>
 
 namespace gw::storage {
 

@@ -61,20 +61,20 @@ class Salvager {
         "INSERT OR IGNORE INTO events(seq, class, device_id, gateway_time_us, payload, "
         "stored_at_us, pinned) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (!ins) return ins.status();
-    insert_ = &ins.value();
-    if (Status s = scan("SELECT " + cols + " FROM events WHERE seq > ?1 ORDER BY seq LIMIT " +
+    if (Status s = scan(ins.value(),
+                        "SELECT " + cols + " FROM events WHERE seq > ?1 ORDER BY seq LIMIT " +
                             std::to_string(kScanBatch),
                         /*ascending=*/true);
         !s) {
       return s;
     }
-    if (Status s = scan("SELECT " + cols + " FROM events WHERE seq < ?1 ORDER BY seq DESC LIMIT " +
+    if (Status s = scan(ins.value(),
+                        "SELECT " + cols + " FROM events WHERE seq < ?1 ORDER BY seq DESC LIMIT " +
                             std::to_string(kScanBatch),
                         /*ascending=*/false);
         !s) {
       return s;
     }
-    insert_ = nullptr;
     return Status::ok();
   }
 
@@ -85,7 +85,9 @@ class Salvager {
   std::optional<uint64_t> first_bad_after() const { return first_bad_after_; }
 
  private:
-  Status scan(const std::string& sql, bool ascending) {
+  // `insert` is run()'s prepared INSERT into the fresh file, passed down rather than kept in a
+  // member so that no pointer to it outlives run().
+  Status scan(Statement& insert, const std::string& sql, bool ascending) {
     int64_t bound = ascending ? 0 : kMaxSeq;
     int64_t step = 1;
     int errors = 0;
@@ -111,7 +113,7 @@ class Salvager {
         if (!*row) break;
         const int64_t seq = st.value().column_int64(0);
         if (ascending ? seq <= bound : seq >= bound) break;  // a damaged index may loop back
-        if (Status s = copy(st.value()); !s) return s;
+        if (Status s = copy(insert, st.value()); !s) return s;
         bound = seq;
         ++got;
       }
@@ -151,8 +153,7 @@ class Salvager {
     return true;
   }
 
-  Status copy(Statement& row) {
-    Statement& ins = *insert_;
+  Status copy(Statement& ins, Statement& row) {
     ins.bind(1, row.column_int64(0))
         .bind(2, row.column_int64(1))
         .bind(3, row.column_text(2))
@@ -170,7 +171,6 @@ class Salvager {
 
   SqliteDb& from_;
   SqliteDb& to_;
-  Statement* insert_ = nullptr;
   int64_t asc_reached_ = 0;
   uint64_t rows_ = 0;
   uint64_t max_seq_ = 0;

@@ -17,7 +17,7 @@ packages=(
   mosquitto mosquitto-clients
   socat procps python3 tmux
   python3-pymodbus python3-serial-asyncio
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-tidy cppcheck ccache   # fuzzing, sanitizers, static checks
   libpq-dev postgresql-15    # central_consumer's PostgreSQL store (and its test's server)
   systemd dpkg-dev adduser   # systemd-analyze (unit test), cpack's dpkg-shlibdeps, postinst
 )

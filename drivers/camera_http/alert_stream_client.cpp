@@ -302,7 +302,7 @@ asio::awaitable<AlertStreamClient::Outcome> AlertStreamClient::session(int first
       const std::size_t n = chunk.size() - res.body().size;
       if (n > 0) {
         decoder.value().feed(std::string_view(chunk.data(), n), decoded);
-        for (Decoded& d : decoded) source_.on_decoded(std::move(d));
+        for (const Decoded& d : decoded) source_.on_decoded(d);
         decoded.clear();
       }
       if (ec == beast::error::timeout) {

@@ -89,7 +89,7 @@ void CameraHttpSource::emit(const camera::Transition& t) {
   callbacks_.event(std::move(ev));
 }
 
-void CameraHttpSource::on_decoded(camera_http::Decoded d) {
+void CameraHttpSource::on_decoded(const camera_http::Decoded& d) {
   if (stopped_) return;
   std::string note = d.note;
   if (d.media) ++stats_.media_parts;

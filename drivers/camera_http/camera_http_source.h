@@ -101,7 +101,7 @@ class CameraHttpSource : public EventSource, public std::enable_shared_from_this
 
   // Called by the client and the server (core thread); nothing happens after stop().
   void on_link(bool up, const std::string& why);
-  void on_decoded(camera_http::Decoded decoded);
+  void on_decoded(const camera_http::Decoded& decoded);
   void on_bad_input(std::string_view kind, const std::string& message);
   void on_trace(bool tx, std::string_view bytes, const std::string& note);
   void on_stream_connected() { ++stats_.connects; }

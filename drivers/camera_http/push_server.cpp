@@ -342,7 +342,7 @@ asio::awaitable<void> PushServer::session(tcp::socket socket) {
       media += d.media ? 1 : 0;
       if (first_error.empty() && !d.error.empty()) first_error = d.error;
     }
-    for (Decoded& d : decoded) source_.on_decoded(std::move(d));
+    for (const Decoded& d : decoded) source_.on_decoded(d);
     if (alerts > 0) heard_from_camera();
 
     unsigned status = 200;

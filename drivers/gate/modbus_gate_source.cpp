@@ -1,11 +1,11 @@
 #include "drivers/gate/modbus_gate_source.h"
 
-#include <errno.h>
 #include <modbus/modbus.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <vector>
 
 namespace gw::drivers {

@@ -79,7 +79,8 @@ void ModbusRtuDriver::next_request(std::shared_ptr<Poll> p) {
     }
     return FrameCheck{};
   };
-  bus_->submit(std::move(ex), [self = shared_from_this(), p, &req](ExchangeResult er) {
+  bus_->submit(std::move(ex),
+               [self = shared_from_this(), p = std::move(p), &req](ExchangeResult er) {
     if (self->stopped_) return;
     p->latency += er.latency;
     if (!er.status) {

@@ -11,7 +11,6 @@
 // connection state and never block. One worker thread decodes, tallies and prints (stdout is
 // written by it alone). The main thread waits for signals, the deadline and the 500 ms report tick.
 #include <mqtt/async_client.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -228,7 +227,7 @@ class Subscriber {
         // the working directory.
         cli_(opts.uri, opts.client_id) {
     for (const std::string& id : opts_.expect_gateways) tally_.expect_gateway(id);
-    cli_.set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
+    cli_.set_message_callback([this](const mqtt::const_message_ptr& msg) { on_message(msg); });
     cli_.set_connected_handler([this](const std::string& cause) { on_connected(cause); });
     cli_.set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
     worker_ = std::thread([this] { work(); });
@@ -409,7 +408,7 @@ class Subscriber {
   // Paho thread: hand over and return. Topic and payload are copied out so the worker never
   // shares Paho's message object, whose last reference may drop inside the (uninstrumented)
   // library; that keeps ThreadSanitizer runs of this tool meaningful.
-  void on_message(mqtt::const_message_ptr msg) {
+  void on_message(const mqtt::const_message_ptr& msg) {
     Inbound in{msg->get_topic(), msg->get_payload_str()};
     {
       std::lock_guard lock(queue_mu_);

@@ -624,6 +624,7 @@ std::string bash_completion() {
     }
   }
   std::vector<std::string> value_names;
+  value_names.reserve(value_options.size());
   for (const auto& [name, kind] : value_options) value_names.push_back(name);
 
   std::ostringstream s;

@@ -2,10 +2,10 @@
 
 #include "protocols/modbus_rtu.h"
 
-#include <errno.h>
 #include <modbus/modbus.h>
 #include <netdb.h>
 
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -375,7 +375,7 @@ std::string modbus_exception_text(int code, const ProbeRequest& r) {
 }
 
 Result<ProbeResult> run_probe(const ProbeRequest& r, ProbeFailure* failure) {
-  auto fail = [&](bool unreachable, std::string message) -> Status {
+  auto fail = [&](bool unreachable, const std::string& message) -> Status {
     if (failure) *failure = {unreachable, message};
     return unreachable ? Status::unavailable(message) : Status::protocol(message);
   };

@@ -9,8 +9,8 @@
 // stream serves an alert stream on 127.0.0.1 and prints "listening 127.0.0.1 PORT" first; it
 // runs until SIGINT/SIGTERM. push posts the sequence and exits 0 when every post got the answer
 // it should (200, and 400 for `garbage` steps), 1 otherwise. Every log line is on stdout.
-#include <signal.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>

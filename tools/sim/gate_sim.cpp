@@ -10,11 +10,11 @@
 // Exit: 0 on SIGINT/SIGTERM or after --duration-s, 1 when a socket cannot be bound, 2 on a bad
 // command line.
 #include <poll.h>
-#include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>

@@ -53,8 +53,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -68,6 +66,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -329,7 +328,7 @@ Options parse_options(int argc, char** argv) {
       return argv[++i];
     };
     auto take_path = [&]() -> std::string {
-      const std::string path(take_value());
+      std::string path(take_value());
       if (path.empty()) usage_error(std::string(flag) + ": empty path");
       return path;
     };

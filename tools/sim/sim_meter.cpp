@@ -46,7 +46,7 @@ MeterValues compute_meter_values(int index, uint16_t device_tag, int64_t tick) {
 void encode_meter_registers(const MeterValues& v, std::span<uint16_t> regs) {
   if (regs.size() < kMeterRegisters) std::abort();  // a caller's array is too small: a bug
   std::fill(regs.begin(), regs.begin() + kMeterRegisters, uint16_t{0});
-  put_u32(v.energy_total_raw, true, &regs[0]);
+  put_u32(v.energy_total_raw, true, regs.data());
   put_u32(std::bit_cast<uint32_t>(v.voltage_l1), true, &regs[2]);
   put_u32(std::bit_cast<uint32_t>(v.current_l1), false, &regs[4]);
   regs[6] = static_cast<uint16_t>(v.active_power_raw);
