@@ -25,9 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -47,6 +45,7 @@
 
 #include "campus/gateway/v1/gateway.pb.h"
 #include "protocols/status.h"
+#include "tools/central/cli_common.h"
 #include "tools/central/event_format.h"
 #include "tools/central/event_store.h"
 #include "tools/central/json_text.h"
@@ -55,7 +54,6 @@ namespace gw::central {
 namespace {
 
 namespace v1 = campus::gateway::v1;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kProgram = "central_consumer";
 constexpr std::size_t kQueueLimit = 2000;          // messages received, not yet stored
@@ -119,23 +117,7 @@ struct Options {
   bool help = false;
 };
 
-void log_line(std::string_view msg) {
-  std::string line(kProgram);
-  line += ": ";
-  line += msg;
-  line += '\n';
-  std::fwrite(line.data(), 1, line.size(), stderr);
-}
-
-Result<double> parse_seconds(std::string_view flag, std::string_view text) {
-  double v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v) || v <= 0) {
-    return Status::invalid(std::string(flag) + ": expected a positive number of seconds, got '" +
-                           std::string(text) + "'");
-  }
-  return v;
-}
+void log_line(std::string_view msg) { central::log_line(kProgram, msg); }
 
 // MQTT topic filter levels may not contain wildcards or '/' here (a group name is one level).
 bool valid_level(std::string_view s) {
@@ -146,11 +128,7 @@ Result<Options> parse_args(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    std::optional<std::string_view> inline_value;
-    if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      inline_value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
+    const std::optional<std::string_view> inline_value = split_inline_value(arg);
     auto value = [&]() -> Result<std::string> {
       std::string v;
       if (inline_value) {
@@ -215,33 +193,6 @@ Result<Options> parse_args(int argc, char** argv) {
   return o;
 }
 
-std::string describe_failure(const mqtt::token& tok) {
-  static constexpr const char* kConnack[] = {nullptr,
-                                             "unacceptable protocol version",
-                                             "client id rejected",
-                                             "server unavailable",
-                                             "bad user name or password",
-                                             "not authorized"};
-  const int rc = tok.get_return_code();
-  if (tok.get_type() == mqtt::token::Type::CONNECT && rc >= 1 && rc <= 5) {
-    return "broker refused the connection: " + std::string(kConnack[rc]);
-  }
-  if (tok.get_type() == mqtt::token::Type::CONNECT && rc == MQTTASYNC_FAILURE) {
-    return "no MQTT broker answered (connection refused, unreachable, or no CONNACK in time)";
-  }
-  return mqtt::exception::printable_error(rc, tok.get_reason_code(),
-                                          mqtt::exception::error_str(rc));
-}
-
-bool write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) return false;
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  if (std::fclose(f) != 0 || !written) return false;
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 std::string ranges_text(const std::vector<SeqRange>& ranges) {
   std::string out;
   for (const SeqRange& r : ranges) {
@@ -264,7 +215,8 @@ class Consumer {
         cli_(opts.uri, opts.client_id) {
     cli_.set_message_callback([this](const mqtt::const_message_ptr& msg) { on_message(msg); });
     cli_.set_connected_handler([this](const std::string&) { on_connected(); });
-    cli_.set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
+    cli_.set_connection_lost_handler(
+        [this](const std::string& cause) { connection_.lost(cause); });
     worker_ = std::thread([this] { work(); });
   }
 
@@ -292,18 +244,10 @@ class Consumer {
   }
 
   bool wait_connected(Clock::time_point deadline, const std::function<bool()>& stop_requested) {
-    std::unique_lock lock(state_mu_);
-    while (!connected_) {
-      if (Clock::now() >= deadline || stop_requested()) return false;
-      state_cv_.wait_for(lock, std::chrono::milliseconds(100));
-    }
-    return true;
+    return connection_.wait_connected(deadline, stop_requested);
   }
 
-  std::string last_error() const {
-    std::lock_guard lock(state_mu_);
-    return last_error_.empty() ? "no answer from the broker" : last_error_;
-  }
+  std::string last_error() const { return connection_.last_error(); }
 
   // Disconnects (nothing more is received, so nothing more is acknowledged), then stores
   // everything already received and writes the final report. False when events were lost.
@@ -325,8 +269,7 @@ class Consumer {
     explicit ConnectListener(Consumer& c) : c_(c) {}
     void on_success(const mqtt::token&) override {}
     void on_failure(const mqtt::token& tok) override {
-      std::lock_guard lock(c_.state_mu_);
-      c_.last_error_ = describe_failure(tok);
+      c_.connection_.failed(describe_failure(tok));
     }
 
    private:
@@ -361,12 +304,7 @@ class Consumer {
   // and covers a broker that lost the session.
   void on_connected() {
     if (stopping_) return;
-    {
-      std::lock_guard lock(state_mu_);
-      connected_ = true;
-      last_error_.clear();
-    }
-    state_cv_.notify_all();
+    connection_.connected();
     ++connects_;
     log_line("connected to " + opts_.uri + " as " + opts_.client_id + "; subscribing to " + topic_);
     try {
@@ -374,15 +312,6 @@ class Consumer {
     } catch (const mqtt::exception& e) {
       log_line(std::string("subscribe: ") + e.what());
     }
-  }
-
-  void on_lost(const std::string& cause) {
-    {
-      std::lock_guard lock(state_mu_);
-      connected_ = false;
-    }
-    log_line("connection lost" + (cause.empty() ? std::string() : " (" + cause + ")") +
-             "; reconnecting automatically");
   }
 
   // Paho thread: queue and return; wait while the queue is full so the broker keeps the rest.
@@ -566,10 +495,7 @@ class Consumer {
   std::atomic<bool> subscribed_{false};
   std::atomic<uint64_t> connects_{0};
 
-  mutable std::mutex state_mu_;
-  std::condition_variable state_cv_;
-  bool connected_ = false;
-  std::string last_error_;
+  ConnectionState connection_{kProgram};
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
@@ -609,11 +535,8 @@ int run(int argc, char** argv) {
     }
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before Paho and the worker start their threads, which inherit the signal mask.
+  StopSignals signals;
 
   auto store = open_event_store(opts.store, opts.client_id);
   if (!store) {
@@ -623,20 +546,8 @@ int run(int argc, char** argv) {
   log_line("storing into " + store.value()->describe());
 
   const Clock::time_point started = Clock::now();
-  auto after = [&](double seconds) {
-    return started +
-           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  };
   const Clock::time_point end_at =
-      opts.duration_s ? after(*opts.duration_s) : Clock::time_point::max();
-  bool signalled = false;
-  auto wait_signal = [&](Clock::duration timeout) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    const int sig = sigtimedwait(&signals, nullptr, &ts);
-    if (sig == SIGINT || sig == SIGTERM) signalled = true;
-    return signalled;
-  };
+      opts.duration_s ? after(started, *opts.duration_s) : Clock::time_point::max();
 
   std::optional<Consumer> consumer;
   try {
@@ -646,18 +557,18 @@ int run(int argc, char** argv) {
     return 2;
   }
   consumer->start();
-  if (!consumer->wait_connected(after(opts.connect_timeout_s),
-                                [&] { return wait_signal(Clock::duration::zero()); }) &&
-      !signalled) {
+  if (!consumer->wait_connected(after(started, opts.connect_timeout_s),
+                                [&] { return signals.wait(Clock::duration::zero()); }) &&
+      !signals.received()) {
     log_line("could not connect to " + opts.uri + " within " +
              format_double(opts.connect_timeout_s) + " s: " + consumer->last_error());
     consumer->stop();
     return 1;
   }
-  while (!signalled) {
+  while (!signals.received()) {
     const Clock::time_point now = Clock::now();
     if (now >= end_at) break;
-    if (wait_signal(std::min<Clock::duration>(std::chrono::milliseconds(500), end_at - now))) {
+    if (signals.wait(std::min<Clock::duration>(std::chrono::milliseconds(500), end_at - now))) {
       break;
     }
   }
@@ -671,7 +582,7 @@ int main(int argc, char** argv) {
   try {
     return gw::central::run(argc, argv);
   } catch (const std::exception& e) {
-    gw::central::log_line(std::string("fatal: ") + e.what());
+    gw::central::log_line(gw::central::kProgram, std::string("fatal: ") + e.what());
     return 1;
   }
 }

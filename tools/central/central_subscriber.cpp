@@ -16,9 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -36,6 +34,7 @@
 
 #include "campus/gateway/v1/gateway.pb.h"
 #include "protocols/status.h"
+#include "tools/central/cli_common.h"
 #include "tools/central/event_format.h"
 #include "tools/central/event_tally.h"
 #include "tools/central/json_text.h"
@@ -44,7 +43,6 @@ namespace gw::central {
 namespace {
 
 namespace v1 = campus::gateway::v1;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kProgram = "central_subscriber";
 constexpr auto kReportInterval = std::chrono::milliseconds(500);
@@ -103,24 +101,7 @@ struct Options {
   bool help = false;
 };
 
-// One stderr line per call, in one write, so lines from different threads do not interleave.
-void log_line(std::string_view msg) {
-  std::string line(kProgram);
-  line += ": ";
-  line += msg;
-  line += '\n';
-  std::fwrite(line.data(), 1, line.size(), stderr);
-}
-
-Result<double> parse_seconds(std::string_view flag, std::string_view text) {
-  double v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v) || v <= 0) {
-    return Status::invalid(std::string(flag) + ": expected a positive number of seconds, got '" +
-                           std::string(text) + "'");
-  }
-  return v;
-}
+void log_line(std::string_view msg) { central::log_line(kProgram, msg); }
 
 Result<Options> parse_args(int argc, char** argv) {
   Options o;
@@ -128,11 +109,7 @@ Result<Options> parse_args(int argc, char** argv) {
   bool quiet = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    std::optional<std::string_view> inline_value;
-    if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      inline_value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
+    const std::optional<std::string_view> inline_value = split_inline_value(arg);
     auto flag_only = [&]() -> Status {
       if (inline_value) return Status::invalid(std::string(arg) + ": takes no value");
       return Status::ok();
@@ -189,34 +166,6 @@ Result<Options> parse_args(int argc, char** argv) {
   return o;
 }
 
-// Paho reports a refused CONNACK as its MQTT 3.1.1 return code; say what it means.
-std::string describe_failure(const mqtt::token& tok) {
-  static constexpr const char* kConnack[] = {nullptr,
-                                             "unacceptable protocol version",
-                                             "client id rejected",
-                                             "server unavailable",
-                                             "bad user name or password",
-                                             "not authorized"};
-  const int rc = tok.get_return_code();
-  if (tok.get_type() == mqtt::token::Type::CONNECT && rc >= 1 && rc <= 5) {
-    return "broker refused the connection: " + std::string(kConnack[rc]);
-  }
-  if (tok.get_type() == mqtt::token::Type::CONNECT && rc == MQTTASYNC_FAILURE) {
-    return "no MQTT broker answered (connection refused, unreachable, or no CONNACK in time)";
-  }
-  return mqtt::exception::printable_error(rc, tok.get_reason_code(),
-                                          mqtt::exception::error_str(rc));
-}
-
-bool write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) return false;
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  if (std::fclose(f) != 0 || !written) return false;
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 class Subscriber {
  public:
   explicit Subscriber(const Options& opts)
@@ -229,7 +178,8 @@ class Subscriber {
     for (const std::string& id : opts_.expect_gateways) tally_.expect_gateway(id);
     cli_.set_message_callback([this](const mqtt::const_message_ptr& msg) { on_message(msg); });
     cli_.set_connected_handler([this](const std::string& cause) { on_connected(cause); });
-    cli_.set_connection_lost_handler([this](const std::string& cause) { on_lost(cause); });
+    cli_.set_connection_lost_handler(
+        [this](const std::string& cause) { connection_.lost(cause); });
     worker_ = std::thread([this] { work(); });
   }
 
@@ -249,12 +199,7 @@ class Subscriber {
 
   // Waits until the first connect succeeded, `deadline` passed or `stop_requested` says so.
   bool wait_connected(Clock::time_point deadline, const std::function<bool()>& stop_requested) {
-    std::unique_lock lock(state_mu_);
-    while (!connected_) {
-      if (Clock::now() >= deadline || stop_requested()) return false;
-      state_cv_.wait_for(lock, std::chrono::milliseconds(100));
-    }
-    return true;
+    return connection_.wait_connected(deadline, stop_requested);
   }
 
   // True once the broker has confirmed our subscriptions (or kept them in a present session).
@@ -263,10 +208,7 @@ class Subscriber {
     return subscribed_;
   }
 
-  std::string last_error() const {
-    std::lock_guard lock(state_mu_);
-    return last_error_.empty() ? "no answer from the broker" : last_error_;
-  }
+  std::string last_error() const { return connection_.last_error(); }
 
   // Disconnects, then drains every message Paho already handed over before the final report.
   void stop() {
@@ -320,8 +262,7 @@ class Subscriber {
       }
     }
     void on_failure(const mqtt::token& tok) override {
-      std::lock_guard lock(s_.state_mu_);
-      s_.last_error_ = describe_failure(tok);
+      s_.connection_.failed(describe_failure(tok));
     }
 
    private:
@@ -364,10 +305,8 @@ class Subscriber {
       // "session present" while the token still reported the first connect's "no session".
       if (ever_connected_) session.reset();
       ever_connected_ = true;
-      connected_ = true;
-      last_error_.clear();
     }
-    state_cv_.notify_all();
+    connection_.connected();
     {
       std::lock_guard lock(tally_mu_);
       tally_.count_connect();
@@ -393,16 +332,6 @@ class Subscriber {
     } catch (const mqtt::exception& e) {
       log_line(std::string("subscribe: ") + e.what());
     }
-  }
-
-  // Paho thread.
-  void on_lost(const std::string& cause) {
-    {
-      std::lock_guard lock(state_mu_);
-      connected_ = false;
-    }
-    log_line("connection lost" + (cause.empty() ? std::string() : " (" + cause + ")") +
-             "; reconnecting automatically");
   }
 
   // Paho thread: hand over and return. Topic and payload are copied out so the worker never
@@ -578,13 +507,11 @@ class Subscriber {
   const Options& opts_;
   std::atomic<bool> stopping_{false};
 
+  ConnectionState connection_{kProgram};
   mutable std::mutex state_mu_;
-  std::condition_variable state_cv_;
-  bool connected_ = false;
   bool ever_connected_ = false;
   bool subscribed_ = false;
   std::optional<bool> session_present_;  // from the connect token, consumed by on_connected
-  std::string last_error_;
 
   mutable std::mutex tally_mu_;
   EventTally tally_;
@@ -638,31 +565,13 @@ int run(int argc, char** argv) {
     return 0;
   }
 
-  // Signals are taken synchronously by the main thread (sigtimedwait), so they must be blocked
-  // before Paho and the worker start their threads, which inherit the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before Paho and the worker start their threads, which inherit the signal mask.
+  StopSignals signals;
   std::signal(SIGPIPE, SIG_IGN);  // a closed stdout must not kill the report
 
   const Clock::time_point started = Clock::now();
-  auto after = [&](double seconds) {
-    return started +
-           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  };
   const Clock::time_point end_at =
-      opts.duration_s ? after(*opts.duration_s) : Clock::time_point::max();
-  bool signalled = false;
-  // Waits up to `timeout` for SIGINT/SIGTERM; true when one arrived.
-  auto wait_signal = [&](Clock::duration timeout) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
-    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-    const int sig = sigtimedwait(&signals, nullptr, &ts);
-    if (sig == SIGINT || sig == SIGTERM) signalled = true;
-    return signalled;
-  };
+      opts.duration_s ? after(started, *opts.duration_s) : Clock::time_point::max();
 
   std::optional<Subscriber> sub;
   try {
@@ -674,20 +583,20 @@ int run(int argc, char** argv) {
   ReportWriter report_file(opts.report_path);
 
   sub->start();
-  const Clock::time_point connect_deadline = after(opts.connect_timeout_s);
+  const Clock::time_point connect_deadline = after(started, opts.connect_timeout_s);
   if (!sub->wait_connected(connect_deadline,
-                           [&] { return wait_signal(Clock::duration::zero()); })) {
-    if (!signalled) {
+                           [&] { return signals.wait(Clock::duration::zero()); })) {
+    if (!signals.received()) {
       log_line("could not connect to " + opts.uri + " within " +
                format_double(opts.connect_timeout_s) + " s: " + sub->last_error());
       return 1;
     }
   }
 
-  while (!signalled) {
+  while (!signals.received()) {
     const Clock::time_point now = Clock::now();
     if (now >= end_at) break;
-    if (wait_signal(std::min<Clock::duration>(kReportInterval, end_at - now))) break;
+    if (signals.wait(std::min<Clock::duration>(kReportInterval, end_at - now))) break;
     // The file appears only once the subscriptions stand, so a test can wait for it as "ready".
     if (sub->subscribed()) report_file.write(sub->report());
   }
@@ -707,7 +616,7 @@ int main(int argc, char** argv) {
   try {
     return gw::central::run(argc, argv);
   } catch (const std::exception& e) {
-    gw::central::log_line(std::string("fatal: ") + e.what());
+    gw::central::log_line(gw::central::kProgram, std::string("fatal: ") + e.what());
     return 1;
   }
 }
