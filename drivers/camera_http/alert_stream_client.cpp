@@ -4,16 +4,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <limits>
-#include <sstream>
 
 #include "drivers/camera_http/body_decoder.h"
-
-// GCC 12 takes Asio 1.18's coroutine frame allocator (awaitable_frame_base's operator delete
-// releasing what thread_info_base::allocate got from ::operator new) for a mismatched pair when
-// it inlines a large coroutine. It is Asio's own matched pair; the warning is a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
+#include "drivers/camera_http/http_io.h"
 
 namespace gw::drivers::camera_http {
 
@@ -23,30 +16,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t kHeaderLimit = 16 * 1024;
-constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr std::size_t kDrainLimit = 64 * 1024;  // a 401's body we read past to reuse the socket
 
 std::string duration_text(std::chrono::milliseconds d) {
   const auto ms = d.count();
   return ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms";
-}
-
-// A message head for traces, with credentials blanked.
-template <typename Fields>
-std::string head_text(const Fields& head) {
-  std::ostringstream os;
-  os << head;
-  std::string text = os.str();
-  const std::string key = "Authorization: ";
-  for (std::size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
-    const std::size_t end = text.find("\r\n", at);
-    const std::size_t value = at + key.size();
-    const std::size_t space = text.find(' ', value);  // keep the scheme name
-    const std::size_t keep = space != std::string::npos && space < end ? space : value;
-    text.replace(keep, end - keep, " (redacted)");
-  }
-  return text;
 }
 
 }  // namespace

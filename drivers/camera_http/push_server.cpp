@@ -3,16 +3,9 @@
 #include <array>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <sstream>
 
 #include "drivers/camera_http/body_decoder.h"
-
-// GCC 12 takes Asio 1.18's coroutine frame allocator (awaitable_frame_base's operator delete
-// releasing what thread_info_base::allocate got from ::operator new) for a mismatched pair when
-// it inlines a large coroutine. It is Asio's own matched pair; the warning is a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
+#include "drivers/camera_http/http_io.h"
 
 namespace gw::drivers::camera_http {
 
@@ -22,21 +15,12 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr std::size_t kHeaderLimit = 16 * 1024;
-constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr int kMaxRefusing = 16;  // refusals being written at once; more are just closed
 constexpr auto kRefuseTimeout = std::chrono::seconds(1);
 constexpr auto kRebindMin = std::chrono::seconds(1);
 constexpr auto kRebindMax = std::chrono::seconds(30);
 constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr std::size_t kLingerBytes = 1u << 20;
-
-template <typename Fields>
-std::string head_text(const Fields& head) {
-  std::ostringstream os;
-  os << head;
-  return os.str();
-}
 
 std::string size_text(uint64_t n) {
   if (n % (1u << 20) == 0) return std::to_string(n >> 20) + "MiB";
