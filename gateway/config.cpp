@@ -1416,15 +1416,7 @@ class Loader {
     if (driver == "modbus_tcp" || driver == "tcp_line" || driver == "modbus_gate" ||
         driver == "uhppote") {
       if (const Node* v = r.require("address", "write it as host:port")) {
-        if (auto s = c_.text(*v, r.child("address"))) {
-          auto hp = parse_host_port(*s, false);
-          if (hp.value) {
-            d.host = hp.value->host;
-            d.port = hp.value->port;
-          } else {
-            c_.report(*v, r.child("address"), *s, hp.why + " (e.g. 10.0.3.21:502)");
-          }
-        }
+        read_address(*v, r.child("address"), "10.0.3.21:502", d);
       }
     }
 
@@ -1630,19 +1622,38 @@ class Loader {
         d.serial_number = static_cast<uint32_t>(*i);
       }
     }
-    if (const Node* v = r.find("listen")) {
-      if (auto s = c_.text(*v, r.child("listen"))) {
-        auto hp = parse_host_port(*s, false);
-        if (!hp.value) {
-          c_.report(*v, r.child("listen"), *s, hp.why + " (e.g. 0.0.0.0:60001)");
-        } else if (!is_ip_literal(hp.value->host)) {
-          c_.report(*v, r.child("listen"), *s,
-                    "the host must be an IP address of this machine (or 0.0.0.0), not a name");
-        } else {
-          d.listen_host = hp.value->host;
-          d.listen_port = hp.value->port;
-        }
-      }
+    if (const Node* v = r.find("listen")) read_listen(*v, r.child("listen"), "0.0.0.0:60001", d);
+  }
+
+  // address: host:port of a device the gateway connects to.
+  void read_address(const Node& v, const std::string& path, std::string_view example,
+                    DeviceSection& d) {
+    auto s = c_.text(v, path);
+    if (!s) return;
+    auto hp = parse_host_port(*s, false);
+    if (hp.value) {
+      d.host = hp.value->host;
+      d.port = hp.value->port;
+    } else {
+      c_.report(v, path, *s, hp.why + " (e.g. " + std::string(example) + ")");
+    }
+  }
+
+  // listen: ip:port the gateway binds for a device that calls in; a name would need a lookup
+  // at every bind and could resolve to another machine.
+  void read_listen(const Node& v, const std::string& path, std::string_view example,
+                   DeviceSection& d) {
+    auto s = c_.text(v, path);
+    if (!s) return;
+    auto hp = parse_host_port(*s, false);
+    if (!hp.value) {
+      c_.report(v, path, *s, hp.why + " (e.g. " + std::string(example) + ")");
+    } else if (!is_ip_literal(hp.value->host)) {
+      c_.report(v, path, *s,
+                "the host must be an IP address of this machine (or 0.0.0.0), not a name");
+    } else {
+      d.listen_host = hp.value->host;
+      d.listen_port = hp.value->port;
     }
   }
 
@@ -1680,31 +1691,12 @@ class Loader {
     }
     if (stream) {
       if (const Node* v = r.require("address", "the camera's HTTP endpoint as host:port")) {
-        if (auto s = c_.text(*v, r.child("address"))) {
-          auto hp = parse_host_port(*s, false);
-          if (hp.value) {
-            d.host = hp.value->host;
-            d.port = hp.value->port;
-          } else {
-            c_.report(*v, r.child("address"), *s, hp.why + " (e.g. 10.0.3.30:80)");
-          }
-        }
+        read_address(*v, r.child("address"), "10.0.3.30:80", d);
       }
     }
     if (push) {
       if (const Node* v = r.require("listen", "where the camera posts to, as ip:port")) {
-        if (auto s = c_.text(*v, r.child("listen"))) {
-          auto hp = parse_host_port(*s, false);
-          if (!hp.value) {
-            c_.report(*v, r.child("listen"), *s, hp.why + " (e.g. 0.0.0.0:8090)");
-          } else if (!is_ip_literal(hp.value->host)) {
-            c_.report(*v, r.child("listen"), *s,
-                      "the host must be an IP address of this machine (or 0.0.0.0), not a name");
-          } else {
-            d.listen_host = hp.value->host;
-            d.listen_port = hp.value->port;
-          }
-        }
+        read_listen(*v, r.child("listen"), "0.0.0.0:8090", d);
       }
     }
     if (const Node* v = r.find("path")) {
