@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "drivers/serial_line.h"
+
 namespace gw::drivers {
 
 using Clock = std::chrono::steady_clock;
@@ -21,14 +23,6 @@ std::chrono::microseconds silent_interval(const BusSettings& s) {
   if (s.baud > 19200) return 1750us;
   const int bits = 1 + s.data_bits + (s.parity == 'N' ? 0 : 1) + s.stop_bits;
   return std::chrono::microseconds(static_cast<int64_t>(3.5 * bits * 1e6 / s.baud) + 1);
-}
-
-asio::serial_port_base::parity::type parity_of(char p) {
-  switch (p) {
-    case 'E': return asio::serial_port_base::parity::even;
-    case 'O': return asio::serial_port_base::parity::odd;
-    default: return asio::serial_port_base::parity::none;
-  }
 }
 
 }  // namespace
@@ -56,15 +50,7 @@ class SerialBus::Transport {
     }
     serial_.open(s.device_path, ec);
     if (ec) co_return Status::unavailable("open " + s.device_path + ": " + ec.message());
-    using B = asio::serial_port_base;
-    serial_.set_option(B::baud_rate(static_cast<unsigned>(s.baud)), ec);
-    if (!ec) serial_.set_option(B::character_size(static_cast<unsigned>(s.data_bits)), ec);
-    if (!ec) serial_.set_option(B::parity(parity_of(s.parity)), ec);
-    if (!ec) {
-      serial_.set_option(B::stop_bits(s.stop_bits == 2 ? B::stop_bits::two : B::stop_bits::one),
-                         ec);
-    }
-    if (!ec) serial_.set_option(B::flow_control(B::flow_control::none), ec);
+    ec = set_serial_line(serial_, s.baud, s.data_bits, s.parity, s.stop_bits);
     if (ec) {
       serial_.close();
       co_return Status::unavailable("configure " + s.device_path + ": " + ec.message());

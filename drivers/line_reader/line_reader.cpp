@@ -9,6 +9,8 @@
 #include <functional>
 #include <random>
 
+#include "drivers/serial_line.h"
+
 namespace gw::drivers {
 
 using Clock = std::chrono::steady_clock;
@@ -17,17 +19,6 @@ namespace cr = protocols::card_reader;
 namespace v1 = campus::gateway::v1;
 
 namespace {
-
-asio::serial_port_base::parity::type parity_of(char p) {
-  switch (p) {
-    case 'E':
-      return asio::serial_port_base::parity::even;
-    case 'O':
-      return asio::serial_port_base::parity::odd;
-    default:
-      return asio::serial_port_base::parity::none;
-  }
-}
 
 std::string format_ms(std::chrono::milliseconds d) {
   if (d.count() % 60000 == 0) return std::to_string(d.count() / 60000) + "m";
@@ -89,15 +80,7 @@ class LineReader::Transport {
           "open " + s.device_path + ": " + ec.message() +
           (ec == boost::system::errc::no_such_file_or_directory ? " (reader unplugged?)" : ""));
     }
-    using B = asio::serial_port_base;
-    serial_.set_option(B::baud_rate(static_cast<unsigned>(s.baud)), ec);
-    if (!ec) serial_.set_option(B::character_size(static_cast<unsigned>(s.data_bits)), ec);
-    if (!ec) serial_.set_option(B::parity(parity_of(s.parity)), ec);
-    if (!ec) {
-      serial_.set_option(B::stop_bits(s.stop_bits == 2 ? B::stop_bits::two : B::stop_bits::one),
-                         ec);
-    }
-    if (!ec) serial_.set_option(B::flow_control(B::flow_control::none), ec);
+    ec = set_serial_line(serial_, s.baud, s.data_bits, s.parity, s.stop_bits);
     if (ec) {
       close();
       co_return Status::unavailable("configure " + s.device_path + ": " + ec.message());
