@@ -178,37 +178,21 @@ std::string unescape(std::string_view flag, std::string_view s) {
 
 Options parse_options(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(kExitOk);
-    }
-    if (arg.substr(0, 2) != "--") usage_error("unexpected argument '" + std::string(arg) + "'");
-    std::string_view flag = arg;
-    std::optional<std::string_view> value;
-    if (const std::size_t eq = arg.find('='); eq != std::string_view::npos) {
-      flag = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    auto take = [&]() -> std::string_view {
-      if (value) return *value;
-      if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
-      return argv[++i];
-    };
-    auto positive = [&](uint64_t max) { return parse_u64(flag, take(), max); };
+  for (gw::sim::FlagReader args(argc, argv, kUsage); args.next();) {
+    const std::string_view flag = args.flag();
+    auto positive = [&](uint64_t max) { return parse_u64(flag, args.value(), max); };
     if (flag == "--pty") {
       o.pty = true;
     } else if (flag == "--link") {
-      o.link = std::string(take());
+      o.link = std::string(args.value());
     } else if (flag == "--tcp") {
       o.tcp = true;
     } else if (flag == "--bind") {
-      o.bind = std::string(take());
+      o.bind = std::string(args.value());
     } else if (flag == "--port") {
-      o.port = gw::sim::parse_int(flag, take(), 0, 65535);
+      o.port = gw::sim::parse_int(flag, args.value(), 0, 65535);
     } else if (flag == "--framing") {
-      const auto v = take();
+      const auto v = args.value();
       if (v == "line")
         o.framing = Framing::kLine;
       else if (v == "stx_etx")
@@ -218,12 +202,12 @@ Options parse_options(int argc, char** argv) {
       else
         usage_error("--framing: '" + std::string(v) + "' is not line, stx_etx or fixed");
     } else if (flag == "--delimiter") {
-      o.delimiter = unescape(flag, take());
+      o.delimiter = unescape(flag, args.value());
       if (o.delimiter.empty() || o.delimiter.size() > 8) usage_error("--delimiter: 1..8 bytes");
     } else if (flag == "--length") {
-      o.length = gw::sim::parse_int(flag, take(), 1, 64);
+      o.length = gw::sim::parse_int(flag, args.value(), 1, 64);
     } else if (flag == "--format") {
-      const auto v = take();
+      const auto v = args.value();
       if (v == "decimal")
         o.format = Format::kDecimal;
       else if (v == "hex")
@@ -236,23 +220,23 @@ Options parse_options(int argc, char** argv) {
         usage_error("--format: '" + std::string(v) +
                     "' is not decimal, hex, wiegand26 or wiegand34");
     } else if (flag == "--digits") {
-      o.digits = gw::sim::parse_int(flag, take(), 1, 20);
+      o.digits = gw::sim::parse_int(flag, args.value(), 1, 20);
     } else if (flag == "--seed") {
       o.seed = positive(UINT64_MAX / 2);
     } else if (flag == "--count") {
       o.count = positive(UINT64_MAX / 2);
     } else if (flag == "--rate") {
-      const auto v = take();
+      const auto v = args.value();
       const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), o.rate);
       if (ec != std::errc() || end != v.data() + v.size() || !(o.rate >= 0) || o.rate > 1e6) {
         usage_error("--rate: '" + std::string(v) + "' is not a number in 0..1000000");
       }
     } else if (flag == "--cards-file") {
-      o.cards_file = std::string(take());
+      o.cards_file = std::string(args.value());
     } else if (flag == "--garbage-every") {
       o.garbage_every = positive(UINT32_MAX);
     } else if (flag == "--garbage-bytes") {
-      o.garbage_bytes = gw::sim::parse_int(flag, take(), 1, 1 << 20);
+      o.garbage_bytes = gw::sim::parse_int(flag, args.value(), 1, 1 << 20);
     } else if (flag == "--bad-checksum-every") {
       o.bad_checksum_every = positive(UINT32_MAX);
     } else if (flag == "--bad-parity-every") {
@@ -262,7 +246,7 @@ Options parse_options(int argc, char** argv) {
     } else if (flag == "--endless-after") {
       o.endless_after = positive(UINT64_MAX / 2);
     } else if (flag == "--fixed-gap-ms") {
-      o.fixed_gap_ms = gw::sim::parse_int(flag, take(), 1, 60000);
+      o.fixed_gap_ms = gw::sim::parse_int(flag, args.value(), 1, 60000);
     } else if (flag == "--exit-when-done") {
       o.exit_when_done = true;
     } else {

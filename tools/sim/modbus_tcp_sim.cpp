@@ -183,50 +183,34 @@ std::vector<int> parse_index_list(std::string_view flag, std::string_view text) 
 Options parse_options(int argc, char** argv) {
   Options options;
   bool slow_ms_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(kExitOk);
-    }
-    if (arg.substr(0, 2) != "--") usage_error("unexpected argument '" + std::string(arg) + "'");
-    std::string_view flag = arg;
-    std::optional<std::string_view> value;
-    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
-      flag = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    auto take_value = [&]() -> std::string_view {
-      if (value) return *value;
-      if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
-      return argv[++i];
-    };
+  for (gw::sim::FlagReader args(argc, argv, kUsage); args.next();) {
+    const std::string_view flag = args.flag();
     if (flag == "--devices") {
-      options.devices = parse_int(flag, take_value(), 1, kMaxDevices);
+      options.devices = parse_int(flag, args.value(), 1, kMaxDevices);
     } else if (flag == "--bind") {
-      options.bind = take_value();
+      options.bind = args.value();
       in_addr unused{};
       if (inet_pton(AF_INET, options.bind.c_str(), &unused) != 1) {
         usage_error("--bind: '" + options.bind + "' is not an IPv4 address");
       }
     } else if (flag == "--base-port") {
-      options.base_port = parse_int(flag, take_value(), 0, 65535);
+      options.base_port = parse_int(flag, args.value(), 0, 65535);
     } else if (flag == "--tick-ms") {
-      options.tick_ms = parse_int(flag, take_value(), 1, kMaxTickMs);
+      options.tick_ms = parse_int(flag, args.value(), 1, kMaxTickMs);
     } else if (flag == "--ports-file") {
-      options.ports_file = take_value();
+      options.ports_file = args.value();
       if (options.ports_file.empty()) usage_error("--ports-file: empty file name");
     } else if (flag == "--values-log") {
-      options.values_log = take_value();
+      options.values_log = args.value();
       if (options.values_log.empty()) usage_error("--values-log: empty file name");
     } else if (flag == "--duration-s") {
-      options.duration_s = parse_seconds(flag, take_value());
+      options.duration_s = parse_seconds(flag, args.value());
     } else if (flag == "--dead") {
-      options.dead = parse_index_list(flag, take_value());
+      options.dead = parse_index_list(flag, args.value());
     } else if (flag == "--slow") {
-      options.slow = parse_index_list(flag, take_value());
+      options.slow = parse_index_list(flag, args.value());
     } else if (flag == "--slow-ms") {
-      options.slow_ms = parse_int(flag, take_value(), 1, kMaxSlowMs);
+      options.slow_ms = parse_int(flag, args.value(), 1, kMaxSlowMs);
       slow_ms_given = true;
     } else {
       usage_error("unknown flag '" + std::string(flag) + "'");

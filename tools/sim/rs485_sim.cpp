@@ -309,26 +309,10 @@ bool contains(const std::vector<int>& list, int value) {
 Options parse_options(int argc, char** argv) {
   Options options;
   bool slow_ms_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(kExitOk);
-    }
-    if (arg.substr(0, 2) != "--") usage_error("unexpected argument '" + std::string(arg) + "'");
-    std::string_view flag = arg;
-    std::optional<std::string_view> value;
-    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
-      flag = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    auto take_value = [&]() -> std::string_view {
-      if (value) return *value;
-      if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
-      return argv[++i];
-    };
+  for (gw::sim::FlagReader args(argc, argv, kUsage); args.next();) {
+    const std::string_view flag = args.flag();
     auto take_path = [&]() -> std::string {
-      std::string path(take_value());
+      std::string path(args.value());
       if (path.empty()) usage_error(std::string(flag) + ": empty path");
       return path;
     };
@@ -337,16 +321,16 @@ Options parse_options(int argc, char** argv) {
     } else if (flag == "--create-pty") {
       options.create_pty = take_path();
     } else if (flag == "--baud") {
-      options.baud = parse_int(flag, take_value(), 1, 4000000);
+      options.baud = parse_int(flag, args.value(), 1, 4000000);
       if (!speed_for(options.baud)) {
         usage_error("--baud: " + std::to_string(options.baud) +
                     " is not one of 1200 2400 4800 9600 19200 38400 57600 115200 230400");
       }
     } else if (flag == "--units") {
-      options.units = parse_unit_list(flag, take_value());
+      options.units = parse_unit_list(flag, args.value());
     } else if (flag == "--dlt645") {
       options.dlt645.clear();
-      for (const std::string_view item : split(take_value(), ',')) {
+      for (const std::string_view item : split(args.value(), ',')) {
         const auto address = dlt645::parse_address(item);
         if (!address) {
           usage_error("--dlt645: '" + std::string(item) + "': " + address.status().message());
@@ -359,24 +343,24 @@ Options parse_options(int argc, char** argv) {
         options.dlt645.push_back(printed);
       }
     } else if (flag == "--dead") {
-      options.dead = parse_unit_list(flag, take_value());
+      options.dead = parse_unit_list(flag, args.value());
     } else if (flag == "--slow") {
-      options.slow = parse_unit_list(flag, take_value());
+      options.slow = parse_unit_list(flag, args.value());
     } else if (flag == "--slow-ms") {
-      options.slow_ms = parse_int(flag, take_value(), 1, kMaxDelayMs);
+      options.slow_ms = parse_int(flag, args.value(), 1, kMaxDelayMs);
       slow_ms_given = true;
     } else if (flag == "--fault") {
-      options.faults.push_back(parse_fault(take_value()));
+      options.faults.push_back(parse_fault(args.value()));
     } else if (flag == "--late-ms") {
-      options.late_ms = parse_int(flag, take_value(), 1, kMaxDelayMs);
+      options.late_ms = parse_int(flag, args.value(), 1, kMaxDelayMs);
     } else if (flag == "--tick-ms") {
-      options.tick_ms = parse_int(flag, take_value(), 1, kMaxTickMs);
+      options.tick_ms = parse_int(flag, args.value(), 1, kMaxTickMs);
     } else if (flag == "--values-log") {
       options.values_log = take_path();
     } else if (flag == "--requests-log") {
       options.requests_log = take_path();
     } else if (flag == "--duration-s") {
-      options.duration_s = parse_seconds(flag, take_value());
+      options.duration_s = parse_seconds(flag, args.value());
     } else {
       usage_error("unknown flag '" + std::string(flag) + "'");
     }
