@@ -1,15 +1,17 @@
 // bare_poll: the floor of the polling workload W(N). Reads REGS holding registers from each of N
 // Modbus TCP devices once per period with libmodbus (one connection per device, kept open) and
-// publishes each reading at QoS 1 with Paho — nothing else: no storage, no decoding, no config.
-// Polls are spread evenly over the period, as gatewayd spreads its devices. One thread polls;
-// Paho runs its own. Runs for --seconds, then prints one line of totals.
+// publishes each reading at QoS 1 with libmosquitto — nothing else: no storage, no decoding, no
+// config. Polls are spread evenly over the period, as gatewayd spreads its devices. One thread
+// does everything: between polls it waits in mosquitto_loop(), which takes the PUBACKs in. Runs
+// for --seconds, then prints one line of totals.
 //
 //   bare_poll --ports-file FILE --uri URI [--seconds S] [--period-ms P] [--registers R]
 //
 // The ports file is modbus_tcp_sim's (`listening INDEX PORT` per line). libmodbus 3.1.6 waits with
-// select(): the MQTT connection is opened first so that device sockets stay below FD_SETSIZE for
-// the 1,000 devices of W(1000).
+// select(), and so does mosquitto_loop(): the MQTT connection is opened first so that every socket
+// stays below FD_SETSIZE for the 1,000 devices of W(1000).
 #include <modbus/modbus.h>
+#include <mosquitto.h>
 
 #include <chrono>
 #include <cstdio>
@@ -19,8 +21,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <mqtt/async_client.h>
 
 using Clock = std::chrono::steady_clock;
 
@@ -63,11 +63,31 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  mqtt::async_client client(uri, "bench-bare-poll", mqtt::create_options(MQTTVERSION_3_1_1));
-  try {
-    client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
-  } catch (const mqtt::exception& e) {
-    std::fprintf(stderr, "bare_poll: cannot connect to %s: %s\n", uri.c_str(), e.what());
+  // tcp://HOST:PORT
+  const auto colon = uri.rfind(':');
+  if (uri.rfind("tcp://", 0) != 0 || colon == std::string::npos || colon < 6) {
+    std::fprintf(stderr, "bare_poll: --uri must be tcp://HOST:PORT, not '%s'\n", uri.c_str());
+    return 2;
+  }
+  const std::string host = uri.substr(6, colon - 6);
+  const int mqtt_port = std::atoi(uri.c_str() + colon + 1);
+  mosquitto_lib_init();
+  bool connected = false;
+  mosquitto* mosq = mosquitto_new("bench-bare-poll", true, &connected);
+  if (mosq == nullptr) {
+    std::fprintf(stderr, "bare_poll: mosquitto_new failed\n");
+    return 1;
+  }
+  mosquitto_connect_callback_set(mosq, [](mosquitto*, void* flag, int rc) {
+    *static_cast<bool*>(flag) = rc == 0;
+  });
+  if (mosquitto_connect(mosq, host.c_str(), mqtt_port, 60) != MOSQ_ERR_SUCCESS) {
+    std::fprintf(stderr, "bare_poll: cannot connect to %s\n", uri.c_str());
+    return 1;
+  }
+  for (int i = 0; i < 100 && !connected; ++i) mosquitto_loop(mosq, 50, 1);
+  if (!connected) {
+    std::fprintf(stderr, "bare_poll: no CONNACK from %s\n", uri.c_str());
     return 1;
   }
 
@@ -94,29 +114,36 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < n; ++i) {
       const auto due = t0 + round * period + period * static_cast<long>(i) / static_cast<long>(n);
       if (due >= end) goto done;
-      std::this_thread::sleep_until(due);
+      // Wait in the MQTT loop (PUBACKs, keep-alive) while a millisecond or more is left.
+      for (auto now = Clock::now(); now < due; now = Clock::now()) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count();
+        if (ms < 1) {
+          std::this_thread::sleep_until(due);
+          break;
+        }
+        mosquitto_loop(mosq, static_cast<int>(ms), 1);
+      }
       ++polls;
       if (modbus_read_registers(devices[i], 0, regs, values.data()) != regs) {
         ++errors;
         continue;
       }
-      // The registers as they came, device index first: a reading, nothing more.
-      std::string payload(reinterpret_cast<const char*>(values.data()),
-                          values.size() * sizeof(uint16_t));
-      try {
-        client.publish(mqtt::make_message("bench/bare_poll/" + std::to_string(i), payload, 1,
-                                          false));
+      // The registers as they came: a reading, nothing more.
+      const std::string topic = "bench/bare_poll/" + std::to_string(i);
+      if (mosquitto_publish(mosq, nullptr, topic.c_str(),
+                            static_cast<int>(values.size() * sizeof(uint16_t)), values.data(), 1,
+                            false) == MOSQ_ERR_SUCCESS) {
         ++published;
-      } catch (const mqtt::exception&) {
+      } else {
         ++errors;
       }
     }
   }
 done:
-  try {
-    client.disconnect()->wait_for(std::chrono::seconds(5));
-  } catch (const mqtt::exception&) {
-  }
+  for (int i = 0; i < 20; ++i) mosquitto_loop(mosq, 50, 1);  // the last PUBACKs
+  mosquitto_disconnect(mosq);
+  mosquitto_destroy(mosq);
+  mosquitto_lib_cleanup();
   for (modbus_t* ctx : devices) {
     modbus_close(ctx);
     modbus_free(ctx);
