@@ -105,10 +105,12 @@ devices: []
         work.failed = False
 
     acked = st.get("mqtt", {}).get("acked_events", 0)
-    fig.add("backlog_fill_rate", fill_rate, "events/s", "fill_buffer (EventBuffer, batches of 1000)",
+    fig.add("backlog_fill_rate", fill_rate, "events/s",
+            "fill_buffer (EventBuffer, batches of 1000)",
             f"{events} events in {fill_s:.1f} s")
     fig.add("startup_ready", ready_s if ready_s is not None else -1.0, "s",
-            "start-up: exec -> READY=1 (sd_notify)", f"with {events} events buffered (target <= 1 s)",
+            "start-up: exec -> READY=1 (sd_notify)",
+            f"with {events} events buffered (target <= 1 s)",
             events=events)
     fig.add("startup_status", status_s, "s", "start-up: exec -> control socket answers", "")
     fig.add("backlog_drain", drained_s, "s", "drain: exec -> buffer empty",

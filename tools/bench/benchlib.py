@@ -134,7 +134,8 @@ class Figures:
     def add(self, name, value, unit, label, compared="", **extra):
         self.rows.append((name, value, unit, label, compared, extra))
         fields = " ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
-        print(f"BENCH name={name} value={_fmt(value)} unit={unit}" + (f" {fields}" if fields else ""),
+        line = f"BENCH name={name} value={_fmt(value)} unit={unit}"
+        print(line + (f" {fields}" if fields else ""),
               flush=True)
 
     def table(self):

@@ -38,7 +38,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir")
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--events", type=int, help="throughput events (default 1,000,000; smoke 20,000)")
+    ap.add_argument("--events", type=int,
+                    help="throughput events (default 1,000,000; smoke 20,000)")
     ap.add_argument("--latency-seconds", type=int, help="per class (default 20; smoke 3)")
     args = ap.parse_args()
     build = build_dir(args.build_dir)
@@ -78,7 +79,8 @@ def main():
             f"(insert {sql_full['insert_rate']:.0f}/s)", insert=sql_full["insert_rate"])
     fig.add("bare_paho_publish", paho["rate"], "msg/s", "bare Paho async QoS 1, window 100",
             f"({bare_msgs} x 100 B)")
-    fig.add("bare_mosquitto_pub", pub, "msg/s", "bare mosquitto_pub -l QoS 1", f"({bare_msgs} lines)")
+    fig.add("bare_mosquitto_pub", pub, "msg/s", "bare mosquitto_pub -l QoS 1",
+            f"({bare_msgs} lines)")
     fig.add("e2e_throughput", rate, "events/s", "end-to-end: commit+publish+PUBACK+ack",
             f"{rate / bare_id:.2f}x bare SQLite; {rate / paho['rate']:.2f}x bare Paho msg/s; "
             f"{pipe['publishes']:.0f} publishes for {events} events "

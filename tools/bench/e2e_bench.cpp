@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -97,7 +98,8 @@ int64_t wall_us() {
 double pct(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  const auto i = std::min(v.size() - 1, static_cast<std::size_t>(p * double(v.size() - 1) + 0.5));
+  const auto at = static_cast<std::size_t>(std::lround(p * double(v.size() - 1)));
+  const auto i = std::min(v.size() - 1, at);
   return v[i];
 }
 

@@ -28,7 +28,8 @@ while (($#)); do
   esac
   shift
 done
-build=$(cd "$build" 2>/dev/null && pwd) || { echo "run_all.sh: no build folder $build" >&2; exit 2; }
+build=$(cd "$build" 2>/dev/null && pwd) ||
+  { echo "run_all.sh: no build folder $build" >&2; exit 2; }
 export GW_BUILD_DIR=$build
 
 if [ -f "$build/build.ninja" ] || [ -f "$build/Makefile" ]; then

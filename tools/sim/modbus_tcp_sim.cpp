@@ -767,7 +767,9 @@ void Simulator::write_intervals() const {
     std::perror("modbus_tcp_sim: --intervals-log");
     return;
   }
-  for (const Interval& i : intervals_) std::fprintf(f, "%u %u %u\n", i.t_ms, i.index, i.interval_us);
+  for (const Interval& i : intervals_) {
+    std::fprintf(f, "%u %u %u\n", i.t_ms, i.index, i.interval_us);
+  }
   if (std::fclose(f) != 0 || std::rename(tmp.c_str(), options_.intervals_log.c_str()) != 0) {
     std::perror("modbus_tcp_sim: --intervals-log");
   }
