@@ -20,6 +20,8 @@ packages=(
   clang libclang-rt-14-dev clang-tidy cppcheck ccache   # fuzzing, sanitizers, static checks
   libpq-dev postgresql-15    # central_consumer's PostgreSQL store (and its test's server)
   systemd dpkg-dev adduser   # systemd-analyze (unit test), cpack's dpkg-shlibdeps, postinst
+  nodejs npm                 # tools/bench: Node-RED side by side (installed from npm by the bench)
+  libmosquitto-dev           # tools/bench/bare_poll: the polling floor
 )
 
 missing=()

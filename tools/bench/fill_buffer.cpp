@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "storage/event_buffer.h"
 
@@ -46,8 +47,13 @@ int main(int argc, char** argv) {
       v->set_value(1000.0 + double(done) * 0.01);
       v->set_unit("kWh");
       v->set_quality(v1::GOOD);
-      rows.push_back({e.seq(), v1::TELEMETRY, e.device_id(), e.gateway_time_us(),
-                      e.SerializeAsString()});
+      gw::storage::BufferedEvent row;
+      row.seq = e.seq();
+      row.event_class = v1::TELEMETRY;
+      row.device_id = e.device_id();
+      row.gateway_time_us = e.gateway_time_us();
+      row.payload = e.SerializeAsString();
+      rows.push_back(std::move(row));
     }
     if (auto s = buffer.append_batch(rows); !s) {
       std::fprintf(stderr, "fill_buffer: %s\n", s.message().c_str());

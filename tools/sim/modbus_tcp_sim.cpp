@@ -144,6 +144,8 @@ Serves N simulated Modbus TCP energy meters from one thread (register map: tools
   --dead I,J,...      these meters accept connections but never answer
   --slow I,J,...      these meters answer --slow-ms late (other meters are not delayed)
   --slow-ms M         reply delay of the --slow meters, 1..60000
+  --intervals-log F   at exit, write one "T_MS INDEX INTERVAL_US" line per request that
+                      followed an earlier one to the same meter (benchmarks: poll intervals)
   -h, --help          print this help and exit
 
 Once every meter listens, prints "listening INDEX PORT" per meter on stdout. Exit status: 0 after
@@ -162,6 +164,7 @@ struct Options {
   std::vector<int> dead;
   std::vector<int> slow;
   int slow_ms = 0;
+  std::string intervals_log;
 };
 
 
@@ -209,6 +212,9 @@ Options parse_options(int argc, char** argv) {
       options.dead = parse_index_list(flag, args.value());
     } else if (flag == "--slow") {
       options.slow = parse_index_list(flag, args.value());
+    } else if (flag == "--intervals-log") {
+      options.intervals_log = args.value();
+      if (options.intervals_log.empty()) usage_error("--intervals-log: empty file name");
     } else if (flag == "--slow-ms") {
       options.slow_ms = parse_int(flag, args.value(), 1, kMaxSlowMs);
       slow_ms_given = true;
@@ -318,6 +324,8 @@ class Simulator {
   bool start();
   // Serves until --duration-s elapses or a signal arrives; returns the exit status.
   int run();
+  // --intervals-log: writes the request intervals recorded while serving.
+  void write_intervals() const;
 
  private:
   enum class Behaviour { kNormal, kDead, kSlow };
@@ -329,6 +337,13 @@ class Simulator {
     Behaviour behaviour = Behaviour::kNormal;
     modbus_t* ctx = nullptr;
     modbus_mapping_t* mapping = nullptr;
+    Clock::time_point last_request{};  // --intervals-log only
+  };
+
+  struct Interval {
+    uint32_t t_ms;      // since start
+    uint32_t index;
+    uint32_t interval_us;
   };
 
   struct Client {
@@ -360,6 +375,7 @@ class Simulator {
   void close_client(uint64_t id);
   void shed_connection(int listen_fd);
   bool on_signal();
+  void note_request(Device& device);
 
   Options options_;
   std::vector<Device> devices_;
@@ -376,6 +392,7 @@ class Simulator {
   Clock::time_point last_shed_warning_;
   Clock::time_point start_;
   int64_t tick_ = 0;
+  std::vector<Interval> intervals_;
 };
 
 Simulator::~Simulator() {
@@ -711,8 +728,40 @@ bool Simulator::drain_dead_client(Client& client) {
   return got > 0 || (got < 0 && (errno == EAGAIN || errno == EINTR));
 }
 
+// Kept in memory and written once at exit, so the log costs the served loop nothing but a push.
+void Simulator::note_request(Device& device) {
+  const Clock::time_point now = Clock::now();
+  if (device.last_request != Clock::time_point{} && intervals_.size() < (size_t{64} << 20)) {
+    intervals_.push_back(Interval{
+        static_cast<uint32_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count()),
+        static_cast<uint32_t>(device.index),
+        static_cast<uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(now - device.last_request)
+                .count())});
+  }
+  device.last_request = now;
+}
+
+void Simulator::write_intervals() const {
+  if (options_.intervals_log.empty()) return;
+  const std::string tmp = options_.intervals_log + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    std::perror("modbus_tcp_sim: --intervals-log");
+    return;
+  }
+  for (const Interval& i : intervals_) {
+    std::fprintf(f, "%u %u %u\n", i.t_ms, i.index, i.interval_us);
+  }
+  if (std::fclose(f) != 0 || std::rename(tmp.c_str(), options_.intervals_log.c_str()) != 0) {
+    std::perror("modbus_tcp_sim: --intervals-log");
+  }
+}
+
 bool Simulator::handle_frame(uint64_t id, Client& client, const uint8_t* frame, size_t size) {
-  const Device& device = devices_[static_cast<size_t>(client.device)];
+  Device& device = devices_[static_cast<size_t>(client.device)];
+  if (!options_.intervals_log.empty()) note_request(device);
   if (device.behaviour != Behaviour::kSlow) return answer(device, client.fd, frame, size);
   if (client.pending >= kMaxPendingPerClient) return false;
   DelayedReply& reply = delayed_.emplace_back();
@@ -769,5 +818,7 @@ int main(int argc, char** argv) {
   gw::sim::set_program_name("modbus_tcp_sim");
   gw::sim::Simulator simulator(gw::sim::parse_options(argc, argv));
   if (!simulator.start()) return gw::sim::kExitFailure;
-  return simulator.run();
+  const int status = simulator.run();
+  simulator.write_intervals();
+  return status;
 }
