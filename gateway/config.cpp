@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -23,7 +24,9 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -2507,6 +2510,50 @@ class Loader {
   std::map<std::pair<std::string, int>, std::vector<PointSection>> profiles_;
 };
 
+// Where each YAML document of the file starts: at most two are looked for (one is all a config
+// may hold). yaml-cpp 0.7's LoadAll never returns on some malformed files — a lone "," is enough:
+// its parser reports an empty document at the same place forever, memory growing (found by
+// tests/fuzz/config) — so the documents are walked here first, and a parser that does not move
+// on is reported instead of followed.
+struct DocumentStarts {
+  std::vector<YAML::Mark> marks;
+  std::optional<YAML::Mark> stuck;
+};
+
+class DocumentStartRecorder : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> marks;
+  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+DocumentStarts find_documents(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStartRecorder recorder;
+  DocumentStarts out;
+  while (recorder.marks.size() < 3 && parser.HandleNextDocument(recorder)) {
+    const size_t n = recorder.marks.size();
+    if (n >= 2 && recorder.marks[n - 1].pos <= recorder.marks[n - 2].pos) {
+      out.stuck = recorder.marks[n - 1];
+      return out;
+    }
+  }
+  out.marks = recorder.marks;
+  if (out.marks.size() > 2) out.marks.resize(2);
+  return out;
+}
+
 void load_into(const std::string& path, ErrorSink& sink, Config& cfg) {
   std::error_code ec;
   fs::path abs = fs::absolute(path, ec);
@@ -2520,24 +2567,32 @@ void load_into(const std::string& path, ErrorSink& sink, Config& cfg) {
     top.report(0, "", "", "cannot read config file: " + why);
     return;
   }
-  std::vector<Node> docs;
+  std::optional<Node> doc;
   try {
-    docs = YAML::LoadAll(*text);
+    const DocumentStarts starts = find_documents(*text);
+    if (starts.stuck) {
+      top.report(starts.stuck->line + 1, "", "",
+                 "YAML syntax error: unexpected character at column " +
+                     std::to_string(starts.stuck->column + 1) +
+                     " (a stray ',' '[' or '{' outside any value?)");
+      return;
+    }
+    if (starts.marks.size() > 1) {
+      top.report(starts.marks[1].line + 1, "", "",
+                 "the file holds more than one YAML document ('---'); keep one");
+      return;
+    }
+    if (!starts.marks.empty()) doc = YAML::Load(*text);
   } catch (const YAML::Exception& e) {
     top.report(e.mark.is_null() ? 0 : e.mark.line + 1, "", "", "YAML syntax error: " + e.msg);
     return;
   }
-  if (docs.empty() || docs[0].IsNull()) {
-    top.report(docs.empty() ? 0 : line_of(docs[0]), "", "",
+  if (!doc || doc->IsNull()) {
+    top.report(doc ? line_of(*doc) : 0, "", "",
                "the file is empty; it needs at least gateway: and mqtt:");
     return;
   }
-  if (docs.size() > 1) {
-    top.report(line_of(docs[1]), "", "",
-               "the file holds more than one YAML document ('---'); keep one");
-    return;
-  }
-  Loader(sink, path, abs.parent_path()).load(docs[0], cfg);
+  Loader(sink, path, abs.parent_path()).load(*doc, cfg);
 }
 
 }  // namespace

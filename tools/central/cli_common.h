@@ -5,9 +5,9 @@
 #pragma once
 
 #include <mqtt/async_client.h>
-#include <signal.h>
 
 #include <chrono>
+#include <csignal>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
