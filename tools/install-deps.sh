@@ -20,9 +20,12 @@ packages=(
   clang libclang-rt-14-dev clang-tidy cppcheck ccache   # fuzzing, sanitizers, static checks
   libpq-dev postgresql-15    # central_consumer's PostgreSQL store (and its test's server)
   systemd dpkg-dev adduser   # systemd-analyze (unit test), cpack's dpkg-shlibdeps, postinst
-  nodejs npm                 # tools/bench: Node-RED side by side (installed from npm by the bench)
   libmosquitto-dev           # tools/bench/bare_poll: the polling floor
 )
+# tools/bench's Node-RED comparison needs node and npm. A machine may already have Node.js from
+# elsewhere (NodeSource's nodejs ships npm, and conflicts with Debian's npm): then keep it.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
