@@ -139,7 +139,13 @@ Result<double> decode_registers(const PointSpec& point, std::span<const uint16_t
     return Status::corrupt("point '" + point.name + "' holds " +
                            (std::isnan(value) ? "NaN" : "infinity"));
   }
-  return value * point.scale + point.offset;
+  // A float64 near its limit times a scale above 1 overflows: not a reading either.
+  const double scaled = value * point.scale + point.offset;
+  if (!std::isfinite(scaled)) {
+    return Status::corrupt("point '" + point.name + "' is out of range after scale and offset (" +
+                           std::to_string(value) + ")");
+  }
+  return scaled;
 }
 
 double decode_bit(const PointSpec& point, bool bit) {

@@ -111,6 +111,18 @@ TEST_CASE("NaN and infinity are not readings") {
   CHECK_FALSE(r.is_ok());
 }
 
+// Found by tests/fuzz/register_map: a finite float64 near its limit, times a scale above 1.
+TEST_CASE("a reading that overflows after scale and offset is not a reading") {
+  const double big = std::numeric_limits<double>::max() / 2;
+  Result<double> r = decode_registers(point(ValueType::kFloat64, WordOrder::kBig, 7.0),
+                                      words64(bits_of(big)));
+  REQUIRE_FALSE(r.is_ok());
+  CHECK(r.status().code() == gw::Status::Code::kCorrupt);
+  CHECK_THAT(r.status().message(), Catch::Contains("out of range after scale"));
+  CHECK(decode_registers(point(ValueType::kFloat64, WordOrder::kBig, 1.0), words64(bits_of(big)))
+            .is_ok());
+}
+
 TEST_CASE("scale and offset apply after decoding") {
   CHECK(decode(point(ValueType::kUint32, WordOrder::kBig, 0.01), words32(123456)) ==
         Approx(1234.56));
