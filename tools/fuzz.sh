@@ -6,16 +6,20 @@
 # Each target starts from its committed seeds and crashers (tests/fuzz/<target>/) plus what
 # earlier runs found (build-fuzz/corpus/<target>/, kept between runs). A crashing input is copied
 # to tests/fuzz/<target>/crashers/ to be fixed and committed; the script then exits 1.
-# Executions per target go to build-fuzz/fuzz-report.txt.
+# Executions per target go to build-fuzz/fuzz-report.txt. `--seed N` fixes libFuzzer's random
+# seed (0, the default, lets it pick): CI uses a fixed one, so that a CI run explores what the
+# same run explored before it landed, and new ground is broken by long runs, not by chance in CI.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=20
+seed=0
 targets=()
 while (($#)); do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
     --seconds=*) seconds=${1#*=}; shift ;;
+    --seed) seed=$2; shift 2 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
@@ -44,7 +48,7 @@ for t in "${targets[@]}"; do
   echo "== fuzz $t for ${seconds}s"
   set +e
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -seed="$seed" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "${dirs[@]}" >"$log" 2>&1
   rc=$?
   set -e
