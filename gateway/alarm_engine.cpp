@@ -341,6 +341,12 @@ void AlarmEngine::on_threshold(Instance& in, double v, int64_t now, Out& out) {
     // The same reading may be beyond the other limit: evaluated below.
   }
   const int limit = rule.high && v > *rule.high ? 1 : rule.low && v < *rule.low ? -1 : 0;
+  raise_after_hold(in, limit, v, limit > 0 ? rule.high : rule.low, now, out);
+}
+
+// A limit crossed (1 above, -1 below, 0 none) raises once it has held for `for:` without a break.
+void AlarmEngine::raise_after_hold(Instance& in, int limit, double value,
+                                   const std::optional<double>& threshold, int64_t now, Out& out) {
   if (limit == 0) {
     in.limit = 0;
     in.since_us = 0;
@@ -350,9 +356,7 @@ void AlarmEngine::on_threshold(Instance& in, double v, int64_t now, Out& out) {
     in.limit = limit;
     in.since_us = now;
   }
-  if (now - in.since_us >= us(rule.hold_for)) {
-    raise(in, v, limit > 0 ? *rule.high : *rule.low, now, out);
-  }
+  if (now - in.since_us >= us(rules_[in.rule].hold_for)) raise(in, value, *threshold, now, out);
 }
 
 // The change over the window: the newest reading minus the newest one at least `window` old (or the
@@ -376,18 +380,8 @@ void AlarmEngine::on_rate(Instance& in, int64_t now, Out& out) {
     }
     return;
   }
-  if (limit == 0) {
-    in.limit = 0;
-    in.since_us = 0;
-    return;
-  }
-  if (limit != in.limit || !in.since_us) {
-    in.limit = limit;
-    in.since_us = now;
-  }
-  if (now - in.since_us >= us(rule.hold_for)) {
-    raise(in, delta, limit > 0 ? *rule.rate_max_delta : *rule.rate_min_delta, now, out);
-  }
+  raise_after_hold(in, limit, delta, limit > 0 ? rule.rate_max_delta : rule.rate_min_delta, now,
+                   out);
 }
 
 void AlarmEngine::on_door(Instance& in, bool open, int64_t now, Out& out) {

@@ -107,6 +107,8 @@ class AlarmEngine {
   Instance& instance(std::size_t rule, const std::string& device, const std::string& subject);
   void raise(Instance& in, double value, double threshold, int64_t now, Out& out);
   void clear(Instance& in, double value, int64_t now, Out& out);
+  void raise_after_hold(Instance& in, int limit, double value,
+                        const std::optional<double>& threshold, int64_t now, Out& out);
   std::string state_json(const Instance& in) const;
 
   void on_reading(const std::string& device, const campus::gateway::v1::MeterValue& v, int64_t now,
