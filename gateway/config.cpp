@@ -1141,7 +1141,17 @@ class Loader {
   void load_buffer(const Node& n, int key_line, BufferSection& b) {
     MapReader r(c_, n, "buffer", true, key_line);
     if (!r.ok()) return;
-    r.check_keys({"max_bytes", "classes"});
+    r.check_keys({"max_bytes", "telemetry_linger", "classes"});
+    if (const Node* v = r.find("telemetry_linger")) {
+      const std::string path = r.child("telemetry_linger");
+      if (auto d = c_.duration(*v, path, /*allow_zero=*/true)) {
+        if (*d > std::chrono::seconds(1)) {
+          c_.report(*v, path, v->Scalar(), "must be at most 1s (0 commits telemetry at once)");
+        } else {
+          b.telemetry_linger = *d;
+        }
+      }
+    }
     if (const Node* v = r.find("max_bytes")) {
       if (auto s = c_.size(*v, r.child("max_bytes"))) {
         if (*s < (1u << 20)) {
@@ -1923,6 +1933,7 @@ class Loader {
       return out;
     }
     std::map<std::string, int> name_line;
+    out.reserve(items.size());  // held for the daemon's life, once per device: no growth slack
     for (std::size_t i = 0; i < items.size(); ++i) {
       const std::string ppath = indexed(path, i);
       MapReader r(c, items[i], ppath);

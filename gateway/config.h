@@ -66,6 +66,9 @@ struct ClassPolicy {
 
 struct BufferSection {
   uint64_t max_bytes = 512ull << 20;
+  // How long a telemetry event may wait to share its commit and its publish with others
+  // (RouterOptions::telemetry_linger). Access, alarm and status events never wait.
+  Duration telemetry_linger = std::chrono::milliseconds(20);
   // Always holds all four classes after loading (defaults for those the file omits):
   // access and alarm 180d reject_new; telemetry and status 30d drop_oldest.
   std::map<EventClass, ClassPolicy> classes;

@@ -23,6 +23,6 @@ struct RunHooks {
   std::function<void(asio::io_context&)> on_ready;
 };
 
-int run_gateway(const config::Config& config, const RunHooks& hooks = {});
+int run_gateway(config::Config config, const RunHooks& hooks = {});
 
 }  // namespace gw

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <utility>
 
 #include "gateway/config.h"
 #include "gateway/driver_registry.h"
@@ -89,5 +90,5 @@ int main(int argc, char** argv) {
   }
   auto config = load(config_path);
   if (!config) return kExitConfig;
-  return gw::run_gateway(*config);
+  return gw::run_gateway(std::move(*config));
 }

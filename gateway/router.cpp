@@ -26,7 +26,7 @@ Router::Router(asio::any_io_executor core, storage::EventBuffer& buffer,
       buffer_(buffer),
       on_committed_(std::move(on_committed)),
       options_(std::move(options)),
-      retry_timer_(core),
+      flush_timer_(core),
       maintenance_timer_(core) {
   if (!options_.wall_clock_trusted) {
     options_.wall_clock_trusted = [this] {
@@ -101,14 +101,33 @@ uint64_t Router::push(Queued item) {
   const uint64_t seq = next_seq_++;
   item.event.set_seq(seq);
   item.bytes = item.event.ByteSizeLong() + item.cursor.size() + item.state_value.size();
+  const bool may_linger = item.event.event_class() == v1::TELEMETRY && !item.pinned &&
+                         !item.emergency && item.announces == 0;
   queued_.push_back(std::move(item));
   if (queued_.size() > options_.max_queued_events) bound_queue();
   if (queued_.size() >= kMaxGroup && retry_delay_.count() == 0 && !flushing_) {
     (void)flush();  // a failure is logged and retried by the timer
-  } else if (!flush_scheduled_) {
-    schedule_flush(retry_delay_);
+  } else {
+    request_flush(may_linger);
   }
   return seq;
+}
+
+void Router::request_flush(bool may_linger) {
+  if (retry_delay_.count() > 0) {
+    if (!timer_armed_) arm_flush_timer(retry_delay_);
+  } else if (!may_linger || options_.telemetry_linger.count() == 0) {
+    // Next turn of the core loop: what else this turn submits shares the transaction.
+    if (!flush_posted_) {
+      flush_posted_ = true;
+      asio::post(core_, [this] {
+        flush_posted_ = false;
+        on_flush_due();
+      });
+    }
+  } else if (!timer_armed_) {
+    arm_flush_timer(options_.telemetry_linger);
+  }
 }
 
 // Nothing queued was committed, so no one has seen these seqs: they may all move up by one, and
@@ -249,23 +268,20 @@ void Router::raise_alarm(bool active, const std::string& why, bool in_front) {
   }
 }
 
-void Router::schedule_flush(std::chrono::milliseconds delay) {
-  flush_scheduled_ = true;
-  if (delay.count() == 0) {
-    asio::post(core_, [this] { on_flush_timer(); });
-    return;
-  }
-  retry_timer_.expires_after(delay);
-  retry_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) on_flush_timer();
+void Router::arm_flush_timer(std::chrono::microseconds delay) {
+  timer_armed_ = true;
+  flush_timer_.expires_after(delay);
+  flush_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    timer_armed_ = false;
+    on_flush_due();
   });
 }
 
-void Router::on_flush_timer() {
-  flush_scheduled_ = false;
+void Router::on_flush_due() {
   if (queued_.empty()) return;
-  if (flush().is_ok() || flush_scheduled_) return;
-  schedule_flush(retry_delay_);
+  if (flush().is_ok() || timer_armed_) return;
+  arm_flush_timer(retry_delay_);
 }
 
 Status Router::flush() {
@@ -423,7 +439,7 @@ void Router::maintain() {
     }
   }
   announce_evictions();
-  if (!queued_.empty() && !flush_scheduled_) schedule_flush(retry_delay_);
+  if (!queued_.empty()) request_flush(/*may_linger=*/false);
   // Evictions are announced to centrals one by one; the log gets a summary a minute.
   uint64_t evicted = 0;
   for (auto c : {v1::ACCESS, v1::ALARM, v1::TELEMETRY, v1::STATUS}) evicted += buffer_.stats(c).evicted;

@@ -1,7 +1,8 @@
 // Router is where an observation becomes a durable event: it assigns the event's class (from
 // its body) and its seq, and commits queued events to the buffer in groups — everything
-// submitted during one turn of the core loop goes into one transaction (group commit). An event
-// is committed, and only then handed to the uplink, when that transaction commits.
+// submitted during one turn of the core loop goes into one transaction (group commit); telemetry
+// may linger up to telemetry_linger to gather more. An event is committed, and only then handed
+// to the uplink, when that transaction commits.
 //
 // When the buffer cannot take everything (EventBuffer's tiers):
 //   - droppable events it evicts or does not store are announced: every eviction record becomes
@@ -39,6 +40,10 @@ struct RouterOptions {
   std::size_t max_queued_events = 50000;
   std::chrono::milliseconds maintenance_interval{1000};
   std::chrono::seconds failure_summary_every{60};
+  // How long a telemetry event may wait in memory for others to share its transaction and its
+  // publish. Any other event is committed on the next turn of the loop, taking waiting
+  // telemetry with it. 0: telemetry too.
+  std::chrono::microseconds telemetry_linger{0};
   // Whether the wall clock can be trusted now; default: storage::wall_clock_state().trusted().
   std::function<bool()> wall_clock_trusted;
 };
@@ -117,8 +122,11 @@ class Router {
   void announce_evictions();
   void raise_alarm(bool active, const std::string& why, bool in_front);
   void after_flush(const Status& result);
-  void schedule_flush(std::chrono::milliseconds delay);
-  void on_flush_timer();
+  // Commits soon: next turn of the loop, or after telemetry_linger when only lingering telemetry
+  // waits, or after the retry delay while commits fail.
+  void request_flush(bool may_linger);
+  void arm_flush_timer(std::chrono::microseconds delay);
+  void on_flush_due();
   void arm_maintenance();
   void maintain();
   int64_t wall_now_us() const;
@@ -129,11 +137,12 @@ class Router {
   RouterOptions options_;
   Observer observer_;
   SubmitObserver submit_observer_;
-  asio::steady_timer retry_timer_;
+  asio::steady_timer flush_timer_;  // telemetry linger, or the retry after a failed commit
   asio::steady_timer maintenance_timer_;
   std::deque<Queued> queued_;
   uint64_t next_seq_ = 0;  // the next seq to hand out (>= buffer_.next_seq())
-  bool flush_scheduled_ = false;
+  bool flush_posted_ = false;
+  bool timer_armed_ = false;
   bool flushing_ = false;
   bool stopped_ = false;
   bool clock_trusted_ = true;

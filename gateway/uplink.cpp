@@ -60,6 +60,8 @@ constexpr v1::EventClass kDrainOrder[] = {v1::ALARM, v1::ACCESS, v1::STATUS, v1:
 // (and never less than kMinLatencyTargetMs: on loopback a few ms are noise, not congestion).
 constexpr double kLatencyFactor = 4.0;
 constexpr double kMinLatencyTargetMs = 20.0;
+// Delivered rows wait at most this long for a commit to delete them with.
+constexpr auto kAckFlushAfter = std::chrono::milliseconds(100);
 
 }  // namespace
 
@@ -155,6 +157,7 @@ Uplink::Uplink(asio::any_io_executor core, storage::EventBuffer& buffer, UplinkS
       health_(std::move(health)),
       reconnect_timer_(core),
       health_timer_(core),
+      ack_timer_(core),
       adapter_(std::make_unique<PahoAdapter>(core, this)),
       rng_(std::random_device{}()) {
   mqtt::create_options create(MQTTVERSION_3_1_1);
@@ -350,6 +353,12 @@ bool Uplink::backlog_open(v1::EventClass cls) {
 void Uplink::drain() {
   while (stats_.connected && !stopping_ &&
          inflight_.size() < static_cast<std::size_t>(settings_.max_inflight)) {
+    // Leased and delivered-but-undeleted batches together stay within max_inflight, so a crash
+    // duplicates no more than a lost connection does.
+    if (inflight_.size() + buffer_.deferred_ack_batches() >=
+        static_cast<std::size_t>(settings_.max_inflight)) {
+      (void)flush_acks();
+    }
     bool sent = false;
     for (v1::EventClass cls : kDrainOrder) {
       if (backlog_open(cls)) {
@@ -476,26 +485,38 @@ void Uplink::on_publish_done(uint64_t id, bool ok, const std::string& why) {
     schedule_reconnect("publish failed: " + why);
     return;
   }
-  Status s = buffer_.ack(it->second.seqs);
-  if (!s) {
-    // The rows stay and go out again later: a duplicate, never a loss.
-    log::error("buffer", "ack after PUBACK failed, rows will be resent: ", s.message());
-  } else {
-    stats_.acked_events += it->second.seqs.size();
-    if (it->second.backlog) {
-      adapt_backlog_window(std::chrono::duration_cast<std::chrono::microseconds>(
-          std::chrono::steady_clock::now() - it->second.sent_at));
-    }
-    if (ack_observer_) {
-      ack_observer_(std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - it->second.sent_at),
-                    it->second.seqs.size());
-    }
+  // The rows are deleted with the next commit, or with other PUBACKs' rows in one transaction
+  // (drain() keeps leased plus deferred batches within max_inflight).
+  buffer_.defer_ack(it->second.seqs);
+  if (!ack_timer_armed_) {
+    ack_timer_armed_ = true;
+    ack_timer_.expires_after(kAckFlushAfter);
+    ack_timer_.async_wait([this](const boost::system::error_code& ec) {
+      ack_timer_armed_ = false;
+      if (!ec) (void)flush_acks();
+    });
   }
+  stats_.acked_events += it->second.seqs.size();
+  const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - it->second.sent_at);
+  if (it->second.backlog) adapt_backlog_window(latency);
+  if (ack_observer_) ack_observer_(latency, it->second.seqs.size());
   if (it->second.backlog && backlog_inflight_ > 0) --backlog_inflight_;
   inflight_.erase(it);
   stats_.inflight = inflight_.size();
   drain();
+}
+
+Status Uplink::flush_acks() {
+  Status s = buffer_.flush_acks();
+  // The rows stay and go out again later: a duplicate, never a loss. Logged once an episode.
+  if (!s && !ack_failing_) {
+    log::error("buffer", "deleting delivered rows failed, they will be resent: ", s.message());
+  } else if (s && ack_failing_) {
+    log::notice("buffer", "delivered rows are deleted again");
+  }
+  ack_failing_ = !s;
+  return s;
 }
 
 void Uplink::publish_state(bool online) {
@@ -534,6 +555,8 @@ void Uplink::stop(std::chrono::milliseconds grace) {
   stopping_ = true;
   reconnect_timer_.cancel();
   health_timer_.cancel();
+  ack_timer_.cancel();
+  (void)flush_acks();
   if (!stats_.connected) return;
   const auto deadline = std::chrono::steady_clock::now() + grace;
   try {

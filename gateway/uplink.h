@@ -4,7 +4,8 @@
 // Delivery: every event publish is QoS 1 and carries one EventBatch of one class. At most
 // max_inflight publishes await their PUBACK at once — the next batch goes out only as PUBACKs
 // come back, which is also what keeps Paho fast. Rows are acked in the buffer on PUBACK, never
-// before. When the connection is lost, every unacked row is released and published again after
+// before (deleted with the next commit, or within 100 ms: EventBuffer::defer_ack). When the
+// connection is lost, every unacked row is released and published again after
 // the next connect, so duplicates are bounded by the publishes in flight (max_inflight batches).
 // Live first, then the backlog: at each connect the buffer's next seq becomes the boundary.
 // Rows below it are the backlog; they drain by class priority (alarm, access, status, telemetry)
@@ -132,6 +133,7 @@ class Uplink {
   void on_connect_failed(const std::string& why);
   void on_connection_lost(const std::string& why);
   void on_publish_done(uint64_t id, bool ok, const std::string& why);
+  Status flush_acks();
   void drain();
   bool publish_batch(campus::gateway::v1::EventClass cls, bool backlog);
   bool backlog_open(campus::gateway::v1::EventClass cls);
@@ -148,6 +150,9 @@ class Uplink {
   HealthSource health_;
   asio::steady_timer reconnect_timer_;
   asio::steady_timer health_timer_;
+  asio::steady_timer ack_timer_;  // deletes delivered rows when no commit took them along
+  bool ack_timer_armed_ = false;
+  bool ack_failing_ = false;
   std::unique_ptr<PahoAdapter> adapter_;
   std::unique_ptr<mqtt::connect_options> connect_options_;
   std::unique_ptr<mqtt::async_client> client_;

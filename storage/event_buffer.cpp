@@ -127,6 +127,7 @@ struct EventBuffer::Tx {
   std::vector<Eviction> written;
   std::vector<Eviction> merged;  // count = what was added to the record with this id
   int64_t pads_released = 0;
+  std::size_t acks_deleted = 0;  // deferred acks deleted in this transaction
   int64_t stored_at_us = 0;
   uint64_t next_seq = 0;
   Room room;
@@ -526,6 +527,9 @@ Status EventBuffer::try_append(std::span<const BufferedEvent> events, bool all_o
                                double safety, AppendResult& result, Tx& tx) {
   enum Tier { kRejectable, kDroppable, kProtected, kEmergency };
   if (Status s = db_->exec("BEGIN IMMEDIATE"); !s) return s;
+  // Delivered rows go first, in this transaction: their room is measured as free.
+  if (Status s = delete_rows(deferred_acks_, tx.removed, tx.touched); !s) return s;
+  tx.acks_deleted = deferred_acks_.size();
   Result<Room> measured = measure();
   if (!measured) return measured.status();
   Room room = *measured;
@@ -634,6 +638,11 @@ Status EventBuffer::try_append(std::span<const BufferedEvent> events, bool all_o
 
 void EventBuffer::apply(const Tx& tx) {
   if (tx.next_seq > next_seq_) next_seq_ = tx.next_seq;
+  if (tx.acks_deleted > 0) {
+    deferred_acks_.erase(deferred_acks_.begin(),
+                         deferred_acks_.begin() + static_cast<std::ptrdiff_t>(tx.acks_deleted));
+    if (deferred_acks_.empty()) deferred_batches_ = 0;
+  }
   for (const BufferedEvent* e : tx.stored) {
     ClassStats& st = stats_[index_of(e->event_class)];
     if (st.pending == 0) {
@@ -677,6 +686,8 @@ std::vector<Eviction> EventBuffer::take_evictions() {
 }
 
 Status EventBuffer::maintain() {
+  // Before retention looks at the oldest rows: a delivered row must not count as expired.
+  if (Status s = flush_acks(); !s) return s;
   if (Status s = purge_expired(); !s) return s;
   if (Status s = refill_reserve(); !s) return s;
   if (Status s = checkpoint_if_oversized(); !s) return s;
@@ -871,20 +882,20 @@ bool EventBuffer::has_unleased_below(EventClass event_class, uint64_t below_seq)
   return leased_upto_[c] + 1 < below_seq;
 }
 
-void EventBuffer::release_all() { leased_upto_.fill(0); }
+void EventBuffer::release_all() {
+  // A failure leaves the rows to be sent again: duplicates, never a loss. They stay deferred.
+  (void)flush_acks();
+  leased_upto_.fill(0);
+}
 
-Status EventBuffer::ack(std::span<const uint64_t> seqs) {
-  if (seqs.empty()) return Status::ok();
-  if (Status s = set_synchronous(false); !s) return s;
-  if (Status s = db_->exec("BEGIN IMMEDIATE"); !s) return s;
-  std::array<bool, kClassCount> touched{};
-  std::array<ClassStats, kClassCount> removed{};
+Status EventBuffer::delete_rows(std::span<const uint64_t> seqs,
+                                std::array<ClassStats, kClassCount>& removed,
+                                std::array<bool, kClassCount>& touched) {
   for (const uint64_t seq : seqs) {
     delete_->bind(1, static_cast<int64_t>(seq));
     Result<bool> row = delete_->step();
     if (!row) {
       delete_->reset();
-      (void)db_->exec("ROLLBACK");
       return row.status();
     }
     if (*row) {
@@ -896,16 +907,46 @@ Status EventBuffer::ack(std::span<const uint64_t> seqs) {
     }
     delete_->reset();
   }
-  if (Status s = db_->exec("COMMIT"); !s) {
-    (void)db_->exec("ROLLBACK");
-    return s;
-  }
+  return Status::ok();
+}
+
+void EventBuffer::apply_removed(const std::array<ClassStats, kClassCount>& removed,
+                                const std::array<bool, kClassCount>& touched) {
   for (std::size_t c = 0; c < kClassCount; ++c) {
     if (!touched[c]) continue;
     stats_[c].pending -= std::min(stats_[c].pending, removed[c].pending);
     stats_[c].bytes -= std::min(stats_[c].bytes, removed[c].bytes);
-    if (Status s = refresh_oldest(static_cast<EventClass>(c)); !s) return s;
+    (void)refresh_oldest(static_cast<EventClass>(c));
   }
+}
+
+Status EventBuffer::ack(std::span<const uint64_t> seqs) {
+  if (seqs.empty()) return Status::ok();
+  if (Status s = set_synchronous(false); !s) return s;
+  if (Status s = db_->exec("BEGIN IMMEDIATE"); !s) return s;
+  std::array<bool, kClassCount> touched{};
+  std::array<ClassStats, kClassCount> removed{};
+  Status s = delete_rows(seqs, removed, touched);
+  if (s) s = db_->exec("COMMIT");
+  if (!s) {
+    if (db_->in_transaction()) (void)db_->exec("ROLLBACK");
+    return s;
+  }
+  apply_removed(removed, touched);
+  return Status::ok();
+}
+
+void EventBuffer::defer_ack(std::span<const uint64_t> seqs) {
+  if (seqs.empty()) return;
+  deferred_acks_.insert(deferred_acks_.end(), seqs.begin(), seqs.end());
+  ++deferred_batches_;
+}
+
+Status EventBuffer::flush_acks() {
+  if (deferred_acks_.empty()) return Status::ok();
+  if (Status s = ack(deferred_acks_); !s) return s;
+  deferred_acks_.clear();
+  deferred_batches_ = 0;
   return Status::ok();
 }
 

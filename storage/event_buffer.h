@@ -208,10 +208,20 @@ class EventBuffer {
       uint64_t below_seq = std::numeric_limits<uint64_t>::max());
   // Whether rows of the class below `below_seq` remain that were not leased yet.
   bool has_unleased_below(EventClass event_class, uint64_t below_seq) const;
-  // Every unacked row becomes leasable again.
+  // Every unacked row becomes leasable again. Deferred acks are deleted first, so that what was
+  // delivered is not sent again.
   void release_all();
-  // Removes delivered rows. Unknown seqs (already acked, or evicted) are ignored.
+  // Removes delivered rows now, in a transaction of their own. Unknown seqs (already acked, or
+  // evicted) are ignored.
   Status ack(std::span<const uint64_t> seqs);
+  // Removes delivered rows later: with the next append (in its transaction), maintain(),
+  // release_all() or flush_acks(), whichever comes first. One transaction then deletes what
+  // many PUBACKs delivered. Until then the rows stay counted as pending and are not leased again;
+  // a crash before the deletion sends them again (duplicates, never a loss).
+  void defer_ack(std::span<const uint64_t> seqs);
+  Status flush_acks();
+  // defer_ack() calls whose rows are not deleted yet.
+  std::size_t deferred_ack_batches() const { return deferred_batches_; }
 
   // The last cursor committed with an event of this device; empty when none was.
   Result<std::string> cursor(const std::string& device_id) const;
@@ -262,6 +272,11 @@ class EventBuffer {
   Result<Room> measure() const;
   Result<bool> evict_some(double pages_wanted, const Room& room, Tx& tx);
   Status release_pads(int64_t pages, Tx& tx);
+  // Deletes rows inside the open transaction; what they held is added to removed/touched.
+  Status delete_rows(std::span<const uint64_t> seqs, std::array<ClassStats, kClassCount>& removed,
+                     std::array<bool, kClassCount>& touched);
+  void apply_removed(const std::array<ClassStats, kClassCount>& removed,
+                     const std::array<bool, kClassCount>& touched);
   Status write_evictions(Tx& tx);
   void apply(const Tx& tx);
   Status refill_reserve();
@@ -298,6 +313,8 @@ class EventBuffer {
   bool synchronous_full_ = false;
   std::array<ClassStats, kClassCount> stats_{};
   std::array<uint64_t, kClassCount> leased_upto_{};  // highest seq leased per class
+  std::vector<uint64_t> deferred_acks_;  // delivered, not deleted yet (defer_ack)
+  std::size_t deferred_batches_ = 0;
   std::vector<Eviction> evictions_;                  // unannounced, by id
   uint64_t handed_out_upto_ = 0;                     // highest eviction id handed out
 

@@ -345,6 +345,7 @@ TEST_CASE("defaults fill what the file leaves out", "[config]") {
   CHECK_FALSE(cfg.metrics.listen.has_value());
   CHECK(cfg.privacy.card_id == gw::config::PrivacySection::CardId::kRaw);
   CHECK(cfg.buffer.max_bytes == 512ull << 20);
+  CHECK(cfg.buffer.telemetry_linger == 20ms);
   REQUIRE(cfg.buffer.classes.size() == 4);
   CHECK(cfg.buffer.classes.at(pb::ALARM).max_age == std::chrono::days(180));
   CHECK(cfg.buffer.classes.at(pb::ALARM).when_full == gw::config::WhenFull::kRejectNew);
@@ -502,6 +503,20 @@ TEST_CASE("a bad duration says how durations are written", "[config][errors]") {
   CHECK(frac.key_path == "mqtt.keepalive");
   CHECK(frac.value == "1.5s");
   CHECK_THAT(frac.message, Contains("whole numbers only"));
+}
+
+TEST_CASE("telemetry_linger takes 0 to 1s", "[config][errors]") {
+  ConfigDir dir;
+  const auto zero = dir.load(kBase + "buffer:\n  telemetry_linger: 0ms\n");
+  REQUIRE(zero.config);
+  CHECK(zero.config->buffer.telemetry_linger == 0ms);
+  const auto fifty = dir.load(kBase + "buffer:\n  telemetry_linger: 50ms\n");
+  REQUIRE(fifty.config);
+  CHECK(fifty.config->buffer.telemetry_linger == 50ms);
+  const auto e = single_error(dir.load(kBase + "buffer:\n  telemetry_linger: 2s\n"));
+  CHECK(e.key_path == "buffer.telemetry_linger");
+  CHECK(e.value == "2s");
+  CHECK_THAT(e.message, Contains("at most 1s"));
 }
 
 TEST_CASE("a bad size says how sizes are written", "[config][errors]") {

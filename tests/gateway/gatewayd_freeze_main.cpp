@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include "gateway/config.h"
 #include "gateway/driver_registry.h"
@@ -58,5 +59,5 @@ int main(int argc, char** argv) {
       for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
     });
   };
-  return gw::run_gateway(*loaded.config, hooks);
+  return gw::run_gateway(std::move(*loaded.config), hooks);
 }

@@ -225,3 +225,48 @@ TEST_CASE("events observed while the wall clock is not trusted carry clock_unsyn
   CHECK_FALSE(events.rbegin()->second.clock_unsynced());
   router.stop();
 }
+
+TEST_CASE("telemetry lingers to share a commit; any other event commits at once and takes it") {
+  TempDir dir;
+  auto buf = EventBuffer::open(dir.db()).value();
+  asio::io_context io;
+  int commits = 0;
+  RouterOptions ro = options();
+  ro.telemetry_linger = std::chrono::milliseconds(200);
+  ro.maintenance_interval = std::chrono::seconds(60);
+  Router router(io.get_executor(), *buf, [&] { ++commits; }, ro);
+  router.start();
+
+  // Readings spread over 50 ms wait, then go in one transaction once the linger is over.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    router.submit(meter("meter-1", i));
+    io.run_for(std::chrono::milliseconds(10));
+    io.restart();
+  }
+  CHECK(router.queued() == 5);
+  CHECK(commits == 0);
+  while (router.queued() > 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    io.run_one_for(std::chrono::milliseconds(20));
+    io.restart();
+  }
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  CHECK(waited >= std::chrono::milliseconds(200));
+  CHECK(waited < std::chrono::seconds(2));
+  CHECK(commits == 1);
+  CHECK(stored(*buf).size() == 5);
+
+  // An access event does not wait, and the telemetry queued before it goes in the same commit,
+  // in seq order.
+  router.submit(meter("meter-1", 10));
+  const uint64_t access_seq = router.submit(swipe("reader-1", 1));
+  io.run_for(std::chrono::milliseconds(20));
+  io.restart();
+  CHECK(router.queued() == 0);
+  CHECK(commits == 2);
+  const auto events = stored(*buf);
+  REQUIRE(events.size() == 7);
+  CHECK(events.rbegin()->first == access_seq);
+  CHECK(events.rbegin()->second.has_access());
+  router.stop();
+}

@@ -139,6 +139,40 @@ TEST_CASE("lease hands out each class in seq order, ack removes, release re-offe
   CHECK(stored_seqs(dir.db()) == std::vector<uint64_t>{1, 2, 3, 4, 6, 7, 8});
 }
 
+TEST_CASE("deferred acks are deleted with the next append, and never leased again") {
+  TempDir dir;
+  auto buf = open_buffer(dir.db());
+  REQUIRE(buf->append_batch(make_events(1, 6, v1::TELEMETRY)).is_ok());
+  auto a = buf->lease(v1::TELEMETRY, 3, 1 << 20);
+  auto b = buf->lease(v1::TELEMETRY, 3, 1 << 20);
+  REQUIRE(seqs_of(*a) == std::vector<uint64_t>{1, 2, 3});
+  buf->defer_ack(seqs_of(*a));
+  CHECK(buf->deferred_ack_batches() == 1);
+  // Not deleted yet: still in the file and counted.
+  CHECK(stored_seqs(dir.db()) == std::vector<uint64_t>{1, 2, 3, 4, 5, 6});
+  CHECK(buf->stats(v1::TELEMETRY).pending == 6);
+
+  // The next append deletes them in its own transaction.
+  REQUIRE(buf->append_batch(make_events(7, 1, v1::ACCESS)).is_ok());
+  CHECK(buf->deferred_ack_batches() == 0);
+  CHECK(stored_seqs(dir.db()) == std::vector<uint64_t>{4, 5, 6, 7});
+  CHECK(buf->stats(v1::TELEMETRY).pending == 3);
+
+  // A lost connection: what was delivered is deleted before anything is offered again.
+  buf->defer_ack(seqs_of(*b));
+  buf->release_all();
+  CHECK(buf->lease(v1::TELEMETRY, 100, 1 << 20)->empty());
+  CHECK(stored_seqs(dir.db()) == std::vector<uint64_t>{7});
+
+  // flush_acks() and maintain() delete what waits; a reopen sees the same.
+  auto acc = buf->lease(v1::ACCESS, 100, 1 << 20);
+  buf->defer_ack(seqs_of(*acc));
+  REQUIRE(buf->maintain().is_ok());
+  CHECK(stored_seqs(dir.db()).empty());
+  CHECK(buf->pending_total() == 0);
+  REQUIRE(buf->flush_acks().is_ok());  // nothing left: harmless
+}
+
 TEST_CASE("lease respects the byte budget but always returns one row") {
   TempDir dir;
   auto buf = open_buffer(dir.db());

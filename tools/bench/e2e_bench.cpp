@@ -7,6 +7,8 @@
 //       between submit and PUBACK (a steady state, not a backlog).
 //   e2e_bench latency --uri URI --dir DIR --rate R --seconds S --class access|telemetry
 //       live observed -> PUBACK latency at R events/s, one event per tick of a steady timer.
+//       [--linger-ms L] sets the Router's telemetry_linger (gatewayd's buffer.telemetry_linger;
+//       default 0 here).
 //   e2e_bench bare-sqlite --dir DIR --events N [--batch B] [--full]
 //       raw SQLite, WAL: insert N ~100-byte rows in transactions of B, then select-oldest-B +
 //       delete in transactions of B; rows/s through both.
@@ -43,7 +45,7 @@ namespace {
   std::fprintf(stderr,
                "e2e_bench: %s\nusage: e2e_bench pipeline|latency|bare-sqlite|bare-paho "
                "[--uri URI] [--dir DIR] [--events N] [--messages N] [--window W] [--batch B] "
-               "[--rate R] [--seconds S] [--class access|telemetry] [--full]\n",
+               "[--rate R] [--seconds S] [--class access|telemetry] [--linger-ms L] [--full]\n",
                why.c_str());
   std::exit(2);
 }
@@ -51,6 +53,7 @@ namespace {
 struct Args {
   std::string mode, uri, dir, cls = "telemetry";
   long events = 100000, messages = 50000, window = 20000, batch = 100, rate = 1000;
+  long linger_ms = 0;
   double seconds = 10;
   bool full = false;
 };
@@ -80,6 +83,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--window") a.window = num(1);
     else if (f == "--batch") a.batch = num(1);
     else if (f == "--rate") a.rate = num(1);
+    else if (f == "--linger-ms") a.linger_ms = num(0);
     else if (f == "--seconds") a.seconds = double(num(1));
     else if (f == "--class") {
       if (v != "access" && v != "telemetry") usage("--class: access or telemetry, not '" + v + "'");
@@ -152,6 +156,7 @@ struct Pipeline {
     gw::RouterOptions ro;
     ro.gateway_id = "bench-gw";
     ro.wall_clock_trusted = [] { return true; };
+    ro.telemetry_linger = std::chrono::milliseconds(a.linger_ms);
     router = std::make_unique<gw::Router>(core.get_executor(), *buffer,
                                           [this] { uplink->on_committed(); }, ro);
     gw::UplinkSettings s;
